@@ -60,7 +60,9 @@ def as_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tens
     elif isinstance(x, np.ndarray):
         if x.dtype == object or x.dtype.kind in "USV":
             raise fail(name, "a numeric array", f"a NumPy array of dtype {x.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        # Read-only arrays (memory-mapped files) are copied: torch needs writable memory.
+        arr = x if x.flags.writeable else np.array(x)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
     else:
         try:
             t = torch.as_tensor(x)
@@ -95,9 +97,7 @@ def check_shape(x: torch.Tensor, name: str, expected: Sequence[int | None], layo
     if x.ndim != len(expected) or any(
         e is not None and s != e for s, e in zip(x.shape, expected, strict=False)
     ):
-        raise fail(
-            name, f"shape {layout} = {shape_str(expected)}", f"shape {shape_str(x.shape)}"
-        )
+        raise fail(name, f"shape {layout} = {shape_str(expected)}", f"shape {shape_str(x.shape)}")
 
 
 def check_square(x: torch.Tensor, name: str, layout: str = "(..., d, d)") -> None:

@@ -1,0 +1,182 @@
+"""Orthogonal maps taking a unit vector a to a unit vector b, in any dimension.
+
+MATHS.md, "Orthogonal map a → b". Inputs are normalised first, so the maps take
+``a/‖a‖`` to ``b/‖b‖``. The ``reflect``/``rotate`` functions apply the map to
+vectors in O(d) from a, b and x alone; ``reflection``/``rotation`` form the
+(..., d, d) matrix by applying the same code to the identity, so the two can
+never disagree.
+
+- Reflection (Householder): ``T = I - 2 v vᵀ / ‖v‖²``, ``v = a - b``; det -1, and the
+  identity (det +1) when a = b.
+- Rotation in span{a, b}, identity on its orthogonal complement; det +1. With
+  ``c = aᵀb`` and ``w'' = b - c a`` (the part of b orthogonal to a):
+  ``T = I + (c - 1) a aᵀ - w'' w''ᵀ / (1 + c) + w'' aᵀ - a w''ᵀ``
+  (= I + K + K²/(1 + c), K = b aᵀ - a bᵀ), smooth wherever c > -1, so gradients
+  are exact at a = b. Near a = -b the 1/(1 + c) form loses accuracy, so for c < 0
+  the same map is written with the unit vector ``w = w''/s``, ``s = ‖w''‖`` = sin θ:
+  ``T = I + (c - 1)(a aᵀ + w wᵀ) + s (w aᵀ - a wᵀ)``; at a = -b exactly (s = 0) the
+  plane is spanned by a and a canonical direction (also when s is below
+  a few ulps, i.e. a = -b up to rounding) (the coordinate axis where a is
+  smallest, orthogonalised against a), giving a rotation by π.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from structmat._checks import (
+    as_tensor,
+    check_finite,
+    check_ndim,
+    check_nonzero,
+    check_same_last_dim,
+    fail,
+)
+from structmat._numerics import safe_sqrt
+
+__all__ = ["reflect", "reflection", "rotate", "rotation"]
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Batched inner product over the last dim, kept: (..., d) x (..., d) -> (..., 1)."""
+    return (x * y).sum(dim=-1, keepdim=True)
+
+
+def _prepare(a: Any, b: Any, x: Any = None) -> tuple[torch.Tensor, ...]:
+    """Validate; return unit a, unit b (and x) in one floating dtype."""
+    ta, tb = as_tensor(a, "a"), as_tensor(b, "b")
+    tensors = [ta, tb] + ([as_tensor(x, "x")] if x is not None else [])
+    # Promote among the floating inputs; integer inputs take that dtype (or the default).
+    floats = [t.dtype for t in tensors if t.is_floating_point()]
+    dtype = functools.reduce(torch.promote_types, floats) if floats else torch.get_default_dtype()
+    names = ["a", "b", "x"]
+    out = []
+    for name, t in zip(names, tensors, strict=False):
+        if t.is_complex():
+            raise fail(name, "a real tensor (..., d)", f"complex dtype {t.dtype}")
+        t = t.to(dtype)
+        check_ndim(t, name, 1, "(..., d)", at_least=True)
+        check_finite(t, name)
+        out.append(t)
+    d = out[0].shape[-1]
+    if d < 2:
+        raise fail(
+            "a", "vectors of dimension d >= 2, shape (..., d)", f"shape {tuple(out[0].shape)}"
+        )
+    for name, t in zip(names[1:], out[1:], strict=False):
+        check_same_last_dim(t, name, d, "a")
+    check_nonzero(out[0], "a")
+    check_nonzero(out[1], "b")
+    out[0] = out[0] / torch.linalg.vector_norm(out[0], dim=-1, keepdim=True)
+    out[1] = out[1] / torch.linalg.vector_norm(out[1], dim=-1, keepdim=True)
+    return tuple(out)
+
+
+def _reflect_unit(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Householder map taking unit u to unit v, applied to x (..., d)."""
+    h = u - v  # (..., d)
+    n2 = _dot(h, h)
+    # a = b gives h = 0 and the identity; the guard keeps the division (and its
+    # gradient) finite there, and h·(hᵀx) is 0 anyway.
+    n2 = torch.where(n2 > 0, n2, torch.ones_like(n2))
+    return x - 2.0 * h * (_dot(h, x) / n2)
+
+
+def _canonical_normal(u: torch.Tensor) -> torch.Tensor:
+    """A unit vector orthogonal to unit u (..., d): the axis where |u| is smallest,
+    orthogonalised against u twice (classical Gram–Schmidt needs the second pass
+    for orthogonality to rounding)."""
+    e = torch.nn.functional.one_hot(u.abs().argmin(dim=-1), u.shape[-1]).to(u.dtype)  # (..., d)
+    e = e - _dot(u, e) * u
+    e = e - _dot(u, e) * u
+    return e / torch.linalg.vector_norm(e, dim=-1, keepdim=True)
+
+
+def _rotate_unit(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Plane rotation taking unit u to unit v, applied to x (..., d) (module docstring)."""
+    c = _dot(u, v)  # (..., 1) cos θ
+    w2 = v - c * u
+    w2 = w2 - _dot(u, w2) * u  # re-orthogonalise: accuracy when v ≈ ±u
+    p, q = _dot(u, x), _dot(w2, x)
+    # Form for c >= 0 (smooth through a = b). The denominator guard only matters
+    # in the branch that is not selected; it keeps that branch's gradient finite.
+    near = c >= 0
+    den = torch.where(near, 1.0 + c, torch.ones_like(c))
+    smooth = x + (c - 1.0) * p * u - (q / den) * w2 + p * w2 - q * u
+    # Form for c < 0 (accurate near a = -b), with the unit normal w.
+    s = safe_sqrt(_dot(w2, w2))
+    # Below a few ulps w'' is rounding noise (a = -b up to rounding): its direction
+    # means nothing and 1/s would blow up the gradient, so take the canonical plane.
+    has_plane = s > 16 * torch.finfo(s.dtype).eps
+    w = torch.where(
+        has_plane, w2 / torch.where(has_plane, s, torch.ones_like(s)), _canonical_normal(u)
+    )
+    r = _dot(w, x)
+    opposite = x + (c - 1.0) * (p * u + r * w) + s * (p * w - r * u)
+    return torch.where(near, smooth, opposite)
+
+
+def _as_matrix(apply: Any, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Matrix of the linear map ``x -> apply(u, v, x)``: columns are images of e_j."""
+    d = u.shape[-1]
+    eye = torch.eye(d, dtype=u.dtype, device=u.device)  # rows e_j
+    images = apply(u.unsqueeze(-2), v.unsqueeze(-2), eye)  # (..., d, d): row j = T e_j
+    return images.transpose(-1, -2)
+
+
+def reflection(a: Any, b: Any) -> torch.Tensor:
+    """Householder reflection T with T a/‖a‖ = b/‖b‖.
+
+    Args:
+        a, b: (..., d) nonzero vectors, d >= 2, broadcastable leading dims.
+
+    Returns:
+        (..., d, d) symmetric orthogonal T (det -1; the identity when a ∥ b, same direction).
+
+    Raises:
+        ValueError: zero, non-finite or mismatched vectors.
+    """
+    u, v = _prepare(a, b)
+    return _as_matrix(_reflect_unit, u, v)
+
+
+def rotation(a: Any, b: Any) -> torch.Tensor:
+    """Rotation in the plane of a and b taking a/‖a‖ to b/‖b‖ (det +1).
+
+    Identity on the orthogonal complement of span{a, b}; a rotation by π in a
+    canonical plane when a and b point in opposite directions.
+
+    Args:
+        a, b: (..., d) nonzero vectors, d >= 2, broadcastable leading dims.
+
+    Returns:
+        (..., d, d) orthogonal T.
+
+    Raises:
+        ValueError: zero, non-finite or mismatched vectors.
+    """
+    u, v = _prepare(a, b)
+    return _as_matrix(_rotate_unit, u, v)
+
+
+def reflect(a: Any, b: Any, x: Any) -> torch.Tensor:
+    """Apply ``reflection(a, b)`` to x (..., d) in O(d) without forming the matrix.
+
+    Returns:
+        (..., d) T x, leading dims broadcast among a, b and x.
+    """
+    u, v, tx = _prepare(a, b, x)
+    return _reflect_unit(u, v, tx)
+
+
+def rotate(a: Any, b: Any, x: Any) -> torch.Tensor:
+    """Apply ``rotation(a, b)`` to x (..., d) in O(d) without forming the matrix.
+
+    Returns:
+        (..., d) T x, leading dims broadcast among a, b and x.
+    """
+    u, v, tx = _prepare(a, b, x)
+    return _rotate_unit(u, v, tx)
