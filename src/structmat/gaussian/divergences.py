@@ -78,9 +78,8 @@ def _prepare(mu1: Any, cov1: Any, mu2: Any, cov2: Any, dtype: torch.dtype | None
     try:
         batch = torch.broadcast_shapes(m1.shape[:-1], c1.shape[:-2], m2.shape[:-1], c2.shape[:-2])
     except RuntimeError as err:
-        got = ", ".join(
-            f"{n} {tuple(t.shape)}" for n, t in (("mu1", m1), ("cov1", c1), ("mu2", m2), ("cov2", c2))
-        )
+        named = (("mu1", m1), ("cov1", c1), ("mu2", m2), ("cov2", c2))
+        got = ", ".join(f"{n} {tuple(t.shape)}" for n, t in named)
         raise fail("mu1, cov1, mu2, cov2", "broadcastable leading dimensions", got) from err
     return (
         m1.expand(*batch, d),
