@@ -131,6 +131,7 @@ def check_symmetric(x: torch.Tensor, name: str, rtol: float | None = None) -> No
     """
     if rtol is None:
         rtol = 1e-4 if x.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-8
+    x = x.detach()
     scale = x.abs().amax(dim=(-2, -1)).clamp(min=torch.finfo(x.dtype).tiny)
     asym = (x - x.transpose(-1, -2)).abs().amax(dim=(-2, -1))
     worst = float((asym / scale).max()) if x.numel() else 0.0
@@ -140,7 +141,7 @@ def check_symmetric(x: torch.Tensor, name: str, rtol: float | None = None) -> No
 
 def check_nonzero(x: torch.Tensor, name: str, layout: str = "(..., d)") -> None:
     """Reject vectors (along the last dim) whose norm is zero."""
-    norms = torch.linalg.vector_norm(x, dim=-1)
+    norms = torch.linalg.vector_norm(x.detach(), dim=-1)
     if bool((norms == 0).any()):
         raise fail(name, f"nonzero vectors {layout}", f"{int((norms == 0).sum())} zero vector(s)")
 

@@ -39,13 +39,14 @@ def sqrt_factor(cov: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
     if not bool((info != 0).any()):
         return chol, True
     evals, evecs = torch.linalg.eigh(cov)
+    ev = evals.detach()
     # Rounding leaves eigenvalues of a singular PSD matrix at about ±d·eps·λmax;
     # anything more negative than that means the input was not PSD.
     d = cov.shape[-1]
-    scale = evals.abs().amax(dim=-1, keepdim=True)
+    scale = ev.abs().amax(dim=-1, keepdim=True)
     tol = 10 * d * torch.finfo(cov.dtype).eps * scale
-    if bool((evals < -tol).any()):
-        worst = float((evals / scale.clamp(min=torch.finfo(cov.dtype).tiny)).min())
+    if bool((ev < -tol).any()):
+        worst = float((ev / scale.clamp(min=torch.finfo(cov.dtype).tiny)).min())
         raise fail(
             name,
             "a positive semi-definite covariance",
