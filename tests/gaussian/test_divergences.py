@@ -70,8 +70,14 @@ def test_kl_matches_monte_carlo_within_standard_error() -> None:
     gen = torch.Generator().manual_seed(1234)
     rng = np.random.default_rng(1234)
     m1, s1, m2, s2 = (torch.from_numpy(a) for a in _pair(rng, 3, cond=10.0))
-    p, q = torch.distributions.MultivariateNormal(m1, s1), torch.distributions.MultivariateNormal(m2, s2)
-    x = m1 + torch.randn(200_000, 3, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(s1).T
+    p, q = (
+        torch.distributions.MultivariateNormal(m1, s1),
+        torch.distributions.MultivariateNormal(m2, s2),
+    )
+    x = (
+        m1
+        + torch.randn(200_000, 3, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(s1).T
+    )
     samples = p.log_prob(x) - q.log_prob(x)
     estimate = float(samples.mean())
     stderr = float(samples.std()) / np.sqrt(samples.numel())
@@ -106,7 +112,9 @@ def test_broadcasts_leading_dimensions() -> None:
 def test_numpy_and_list_inputs_give_float64_tensor() -> None:
     out = kl_divergence([0.0, 0.0], np.eye(2), np.array([1.0, 0.0]), np.eye(2) * 2)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
-    assert float(out) == pytest.approx(ref.kl(np.zeros(2), np.eye(2), np.array([1.0, 0]), 2 * np.eye(2)))
+    assert float(out) == pytest.approx(
+        ref.kl(np.zeros(2), np.eye(2), np.array([1.0, 0]), 2 * np.eye(2))
+    )
 
 
 # --- Fréchet / W2 with singular and ill-conditioned covariances --------------------
@@ -221,7 +229,9 @@ def test_gradients_finite_at_equal_distributions() -> None:
     a = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
     cov = _spd_from(a)
     for fn in (wasserstein2, hellinger_distance, frechet_distance, kl_divergence):
-        grads = torch.autograd.grad(fn(mu, cov, mu.detach(), cov.detach()), (mu, a), retain_graph=True)
+        grads = torch.autograd.grad(
+            fn(mu, cov, mu.detach(), cov.detach()), (mu, a), retain_graph=True
+        )
         assert all(bool(torch.isfinite(g).all()) for g in grads), fn.__name__
 
 

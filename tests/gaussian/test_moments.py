@@ -33,7 +33,9 @@ def test_merge_equals_single_pass_and_float32_rows_accumulate_in_float64() -> No
     assert merged.count == 300 and merged.cov.dtype == torch.float64
     torch.testing.assert_close(merged.mean, whole.mean, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(merged.cov, whole.cov, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(whole.cov.numpy(), np.cov(x.astype(np.float64), rowvar=False), rtol=1e-10)
+    np.testing.assert_allclose(
+        whole.cov.numpy(), np.cov(x.astype(np.float64), rowvar=False), rtol=1e-10
+    )
     empty = GaussianMoments().merge(whole)
     torch.testing.assert_close(empty.cov, whole.cov)
 
@@ -57,7 +59,9 @@ def test_moments_errors() -> None:
     m = GaussianMoments().update(np.ones((1, 3)))
     with pytest.raises(ValueError, match=r"GaussianMoments: expected at least 2 rows before \.cov"):
         _ = m.cov
-    with pytest.raises(ValueError, match=r"x: expected last dimension 3 \(to match the rows seen before\)"):
+    with pytest.raises(
+        ValueError, match=r"x: expected last dimension 3 \(to match the rows seen before\)"
+    ):
         m.update(np.ones((2, 4)))
     with pytest.raises(ValueError, match=r"x: expected finite values"):
         m.update(np.full((2, 3), np.inf))
@@ -103,7 +107,9 @@ def test_features_route_with_n_above_d_equals_reference(n1: int, n2: int, d: int
 
 def test_features_route_zero_for_identical_sets_and_differentiable() -> None:
     x = torch.randn(6, 30, dtype=torch.float64, requires_grad=True)
-    assert float(frechet_distance_from_features(x.detach(), x.detach())) == pytest.approx(0, abs=1e-10)
+    assert float(frechet_distance_from_features(x.detach(), x.detach())) == pytest.approx(
+        0, abs=1e-10
+    )
     y = torch.randn(8, 30, dtype=torch.float64)
     (grad,) = torch.autograd.grad(frechet_distance_from_features(x, y), x)
     assert bool(torch.isfinite(grad).all())
