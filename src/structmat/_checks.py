@@ -118,6 +118,11 @@ def check_same_last_dim(x: torch.Tensor, name: str, d: int, other: str) -> None:
 
 def check_finite(x: torch.Tensor, name: str) -> None:
     """Reject NaN and infinity."""
+    # One reduction decides the common case: a NaN or inf makes the sum non-finite.
+    # A finite sum proves every entry finite; a non-finite one may also be overflow,
+    # so only then is every entry checked (an elementwise test is ~10x slower).
+    if x.numel() == 0 or bool(torch.isfinite(x.detach().sum())):
+        return
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise fail(name, "finite values", f"{bad} NaN or infinite entries")

@@ -75,21 +75,42 @@ def _prepare(a: Any, b: Any, x: Any = None) -> tuple[torch.Tensor, ...]:
     check_nonzero(out[1], "b")
     out[0] = out[0] / torch.linalg.vector_norm(out[0], dim=-1, keepdim=True)
     out[1] = out[1] / torch.linalg.vector_norm(out[1], dim=-1, keepdim=True)
+    out[0], out[1] = torch.broadcast_tensors(out[0], out[1])  # one map per (a, b) pair
     return tuple(out)
+
+
+def _low_rank_apply(basis: torch.Tensor, coef: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x + basisᵀ · coef · basis · x``: the identity plus a rank-k term, in O(k·d).
+
+    Args:
+        basis: (..., k, d) vectors spanning the part of space the map moves.
+        coef: (..., k, k) the map minus the identity, in those coordinates.
+        x: (..., d), broadcast against the leading dims of basis.
+    """
+    if basis.ndim == 2:
+        # One map for every x: two thin matmuls, O(k·d) per vector.
+        flat = x.reshape(-1, x.shape[-1])  # (n, d)
+        moved = (flat @ basis.T) @ coef.T  # (n, k)
+        return torch.addmm(flat, moved, basis).reshape(x.shape)
+    # A map per vector: elementwise products and sums (batched matmuls of
+    # k×d by d×1 would be far slower).
+    coords = (basis * x.unsqueeze(-2)).sum(dim=-1)  # (..., k)
+    moved = (coef * coords.unsqueeze(-2)).sum(dim=-1)  # (..., k)
+    return x + (moved.unsqueeze(-1) * basis).sum(dim=-2)  # (..., d)
 
 
 def _reflect_unit(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Householder map taking unit u to unit v, applied to x (..., d)."""
     h = u - v  # (..., d)
-    n2 = _dot(h, h)
+    n2 = _dot(h, h)  # (..., 1)
     # Rounding leaves ‖u‖² - ‖v‖² ~ eps, so T u misses v by about eps/‖h‖: the
     # Householder map is ill-conditioned as a → b (and discontinuous at a = b,
     # where it is the identity). Below ‖h‖ = sqrt(eps) the identity is the more
     # accurate answer, so both errors stay under sqrt(eps). The guard on the
     # denominator keeps the unselected branch (and its gradient) finite.
     ok = n2 > torch.finfo(n2.dtype).eps
-    reflected = x - 2.0 * h * (_dot(h, x) / torch.where(ok, n2, torch.ones_like(n2)))
-    return torch.where(ok, reflected, x)
+    coef = torch.where(ok, -2.0 / torch.where(ok, n2, torch.ones_like(n2)), torch.zeros_like(n2))
+    return _low_rank_apply(h.unsqueeze(-2), coef.unsqueeze(-1), x)  # rank 1
 
 
 def _canonical_normal(u: torch.Tensor) -> torch.Tensor:
@@ -103,27 +124,33 @@ def _canonical_normal(u: torch.Tensor) -> torch.Tensor:
 
 
 def _rotate_unit(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Plane rotation taking unit u to unit v, applied to x (..., d) (module docstring)."""
+    """Plane rotation taking unit u to unit v, applied to x (..., d) (module docstring).
+
+    T = I + [u z]ᵀ M [u z] with a 2×2 M, so applying it costs two inner products
+    and one rank-2 update per vector.
+    """
     c = _dot(u, v)  # (..., 1) cos θ
     w2 = v - c * u
     w2 = w2 - _dot(u, w2) * u  # re-orthogonalise: accuracy when v ≈ ±u
-    p, q = _dot(u, x), _dot(w2, x)
-    # Form for c >= 0 (smooth through a = b). The denominator guard only matters
-    # in the branch that is not selected; it keeps that branch's gradient finite.
+    one = torch.ones_like(c)
+    # Form for c >= 0, smooth through a = b, basis (u, w''):
+    #   T x - x = u[(c-1)(uᵀx) - w''ᵀx] + w''[uᵀx - w''ᵀx/(1+c)].
+    # The denominator guard only matters in the unselected branch, where it keeps
+    # the gradient finite.
     near = c >= 0
-    den = torch.where(near, 1.0 + c, torch.ones_like(c))
-    smooth = x + (c - 1.0) * p * u - (q / den) * w2 + p * w2 - q * u
-    # Form for c < 0 (accurate near a = -b), with the unit normal w.
-    s = safe_sqrt(_dot(w2, w2))
+    den = torch.where(near, 1.0 + c, one)
+    m_near = torch.stack([torch.cat([c - 1.0, -one], -1), torch.cat([one, -1.0 / den], -1)], -2)
+    # Form for c < 0, accurate near a = -b, basis (u, w) with w = w''/s unit:
+    #   T x - x = u[(c-1)(uᵀx) - s wᵀx] + w[s uᵀx + (c-1) wᵀx].
+    s = safe_sqrt(_dot(w2, w2))  # (..., 1) sin θ
     # Below a few ulps w'' is rounding noise (a = -b up to rounding): its direction
     # means nothing and 1/s would blow up the gradient, so take the canonical plane.
     has_plane = s > 16 * torch.finfo(s.dtype).eps
-    w = torch.where(
-        has_plane, w2 / torch.where(has_plane, s, torch.ones_like(s)), _canonical_normal(u)
-    )
-    r = _dot(w, x)
-    opposite = x + (c - 1.0) * (p * u + r * w) + s * (p * w - r * u)
-    return torch.where(near, smooth, opposite)
+    w = torch.where(has_plane, w2 / torch.where(has_plane, s, one), _canonical_normal(u))
+    m_far = torch.stack([torch.cat([c - 1.0, -s], -1), torch.cat([s, c - 1.0], -1)], -2)
+    z = torch.where(near, w2, w)  # (..., d)
+    coef = torch.where(near.unsqueeze(-1), m_near, m_far)  # (..., 2, 2)
+    return _low_rank_apply(torch.stack([u, z], dim=-2), coef, x)  # rank 2
 
 
 def _as_matrix(apply: Any, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
