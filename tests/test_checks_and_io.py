@@ -76,3 +76,12 @@ def test_npz_and_json_round_trip_without_pickle(tmp_path: Path) -> None:
     np.savez(tmp_path / "obj.npz", o=np.array([{}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         load_npz(tmp_path / "obj.npz")
+
+
+def test_atomic_write_gives_ordinary_file_mode(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    write_json(tmp_path / "m.json", {})
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
