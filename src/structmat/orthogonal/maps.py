@@ -17,10 +17,12 @@ never disagree.
   (= I + K + K²/(1 + c), K = b aᵀ - a bᵀ), smooth wherever c > -1, so gradients
   are exact at a = b. Near a = -b the 1/(1 + c) form loses accuracy, so for c < 0
   the same map is written with the unit vector ``w = w''/s``, ``s = ‖w''‖`` = sin θ:
-  ``T = I + (c - 1)(a aᵀ + w wᵀ) + s (w aᵀ - a wᵀ)``; at a = -b exactly (s = 0) the
-  plane is spanned by a and a canonical direction (also when s is below
-  a few ulps, i.e. a = -b up to rounding) (the coordinate axis where a is
-  smallest, orthogonalised against a), giving a rotation by π.
+  ``T = I + (c - 1)(a aᵀ + w wᵀ) + s (w aᵀ - a wᵀ)``. When a = -b (s below a few
+  ulps) the plane is spanned by a and a canonical direction, the coordinate axis
+  where a is smallest orthogonalised against a, giving a rotation by π.
+
+Both maps are the identity plus a rank-1 or rank-2 term, ``I + Uᵀ M U`` with U
+(k, d) and M (k, k), so applying one costs two thin products per vector.
 """
 
 from __future__ import annotations
