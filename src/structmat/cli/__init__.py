@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from structmat.cli import frechet
+from structmat.cli import cost, frechet, retrieve, train
 from structmat.cli._common import CLIError
 
 __all__ = ["CLIError", "main"]
 
 # One entry per subcommand; a new command is one import and one entry here.
-_COMMANDS = [frechet]
+_COMMANDS = [cost, frechet, retrieve, train]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +29,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="structmat", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="structmat",
+        description="Structured-matrix methods for fast sequence models and retrieval.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _COMMANDS:
         module.register(sub)

@@ -1,0 +1,189 @@
+"""Sequence classifiers and regressors with a pluggable token mixer.
+
+encoder (token embedding or linear input map) -> n_layers × [mixer, feed-forward]
+residual blocks (pre- or post-norm) -> pooling over real positions -> head.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from structmat._checks import check_choice, check_ndim, check_positive_int, fail, shape_str
+from structmat.models.mixers import build_mixer
+
+__all__ = ["SequenceClassifier", "SequenceModel", "SequenceRegressor"]
+
+POOLS = ("mean", "last")
+
+
+class Block(nn.Module):
+    """One residual block: mixer then a GELU feed-forward, each with LayerNorm and dropout."""
+
+    def __init__(
+        self, mixer: nn.Module, d_model: int, dropout: float, prenorm: bool, ffn_mult: int
+    ) -> None:
+        super().__init__()
+        self.mixer, self.prenorm = mixer, prenorm
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model),
+            nn.GELU(),
+            nn.Linear(ffn_mult * d_model, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.prenorm:
+            x = x + self.drop(self.mixer(self.norm1(x), mask))
+            return x + self.drop(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.mixer(x, mask)))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class SequenceModel(nn.Module):
+    """Shared body of the classifier and the regressor.
+
+    Args:
+        num_outputs: outputs per target (classes, or regression values).
+        num_tokens: vocabulary size for token inputs (id 0 is padding); or
+        input_dim: channels of real-valued inputs (B, L, C). Exactly one of the two.
+        d_model: width; n_layers: residual blocks.
+        mixer: ``"s4" | "s4d" | "softmax" | "linear" | "nystrom"`` (``structmat.models.MIXERS``).
+        rope: rotary embeddings in attention mixers.
+        dropout: dropout in blocks (and inside S4).
+        pool: ``"mean"`` over real positions or ``"last"`` real position.
+        prenorm: pre-norm (True) or post-norm blocks.
+        heads: attention heads. causal: causal mixers (one-sided S4 kernel).
+        num_targets: targets per sequence (e.g. 10 tokens to copy) sharing one pooled state.
+        length: the longest input (for mixers that need it, e.g. Nyström landmarks).
+        ffn_mult: feed-forward width multiple.
+
+    Shapes:
+        forward(x: (B, L) int64 or (B, L, C) float, mask: (B, L) bool or None)
+        -> (B, num_outputs), or (B, num_targets, num_outputs) when num_targets > 1.
+    """
+
+    def __init__(
+        self,
+        num_outputs: int,
+        *,
+        num_tokens: int | None = None,
+        input_dim: int | None = None,
+        d_model: int = 128,
+        n_layers: int = 4,
+        mixer: str = "s4",
+        rope: bool = True,
+        dropout: float = 0.0,
+        pool: str = "mean",
+        prenorm: bool = True,
+        heads: int = 4,
+        causal: bool = False,
+        num_targets: int = 1,
+        length: int = 1024,
+        ffn_mult: int = 2,
+    ) -> None:
+        super().__init__()
+        if (num_tokens is None) == (input_dim is None):
+            raise fail(
+                "num_tokens, input_dim", "exactly one of them", f"{num_tokens!r}, {input_dim!r}"
+            )
+        for name, val in (
+            ("num_outputs", num_outputs),
+            ("d_model", d_model),
+            ("n_layers", n_layers),
+            ("num_targets", num_targets),
+            ("heads", heads),
+            ("length", length),
+        ):
+            check_positive_int(val, name)
+        check_choice(pool, "pool", POOLS)
+        if not 0.0 <= dropout < 1.0:
+            raise fail("dropout", "a probability in [0, 1)", repr(dropout))
+        self.num_tokens, self.input_dim = num_tokens, input_dim
+        self.num_outputs, self.num_targets, self.pool = num_outputs, num_targets, pool
+        self.mixer_name = mixer
+        if num_tokens is not None:
+            check_positive_int(num_tokens, "num_tokens")
+            self.encoder: nn.Module = nn.Embedding(num_tokens, d_model, padding_idx=0)
+        else:
+            assert input_dim is not None
+            check_positive_int(input_dim, "input_dim")
+            self.encoder = nn.Linear(input_dim, d_model)
+        self.blocks = nn.ModuleList(
+            Block(
+                build_mixer(
+                    mixer,
+                    d_model,
+                    heads=heads,
+                    causal=causal,
+                    dropout=dropout,
+                    rope=rope,
+                    length=length,
+                ),
+                d_model,
+                dropout,
+                prenorm,
+                ffn_mult,
+            )
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model) if prenorm else nn.Identity()
+        self.head = nn.Linear(d_model, num_targets * num_outputs)
+
+    def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if self.num_tokens is not None:
+            check_ndim(x, "x", 2, "(B, L) token ids")
+            if x.dtype not in (torch.int64, torch.int32):
+                raise fail("x", "integer token ids (B, L)", f"dtype {x.dtype}")
+        else:
+            check_ndim(x, "x", 3, f"(B, L, C = {self.input_dim})")
+            if x.shape[-1] != self.input_dim:
+                raise fail(
+                    "x", f"shape (B, L, C = {self.input_dim})", f"shape {shape_str(x.shape)}"
+                )
+        if mask is not None and (
+            mask.dtype != torch.bool or tuple(mask.shape) != tuple(x.shape[:2])
+        ):
+            raise fail(
+                "mask",
+                f"bool (B, L) = {shape_str(x.shape[:2])}",
+                f"{mask.dtype} {shape_str(mask.shape)}",
+            )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(x, mask)
+        h = self.encoder(x)  # (B, L, D)
+        for block in self.blocks:
+            h = block(h, mask)
+        h = self.norm(h)
+        if mask is None:
+            mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+        if self.pool == "mean":
+            weights = mask.unsqueeze(-1).to(h.dtype)  # (B, L, 1)
+            pooled = (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
+        else:
+            last = mask.sum(1).clamp(min=1) - 1  # (B,) index of the last real token
+            pooled = h[torch.arange(h.shape[0], device=h.device), last]  # (B, D)
+        out = self.head(pooled)  # (B, K * C)
+        if self.num_targets > 1:
+            return out.view(-1, self.num_targets, self.num_outputs)  # (B, K, C)
+        return out
+
+
+class SequenceClassifier(SequenceModel):
+    """``SequenceModel`` whose outputs are class logits: (B, num_classes) or (B, K, num_classes)."""
+
+    def __init__(self, num_classes: int, **kwargs: object) -> None:
+        super().__init__(num_classes, **kwargs)  # type: ignore[arg-type]
+
+
+class SequenceRegressor(SequenceModel):
+    """``SequenceModel`` with a regression head: (B,) for one output, else (B, num_outputs)."""
+
+    def __init__(self, num_outputs: int = 1, **kwargs: object) -> None:
+        super().__init__(num_outputs, **kwargs)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = super().forward(x, mask)
+        return out.squeeze(-1) if self.num_outputs == 1 else out

@@ -1,0 +1,119 @@
+"""Choosing the anchor items of a CUR index from the anchor-query score matrix R.
+
+ANNCUR (Yadav et al., EMNLP 2022, Sec. 3) scores every test query against a fixed
+set of k_i *anchor items* and reconstructs the rest of its score row from them, so
+the anchors must span the column space of R (k_q × N) well. Three rules:
+
+* ``"random"``: uniform without replacement (the paper's choice).
+* ``"leverage"``: sampling without replacement proportionally to the column
+  leverage scores of R's top-r right singular subspace, r = min(k_i, rank R) —
+  the classic CUR column-selection rule (Mahoney & Drineas, PNAS 2009, Eq. 3).
+* ``"kmeans"``: k-means with k_i clusters on R's (unit-normalised) columns,
+  then the item nearest each centroid: anchors that cover the item population.
+
+Every rule is deterministic given ``seed``, so a saved index reproduces its
+anchors after loading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ANCHOR_METHODS", "select_anchor_items"]
+
+ANCHOR_METHODS = ("random", "leverage", "kmeans")
+
+# k-means runs on at most this many columns (a uniform sample); the cost is
+# O(iters · sample · k_q · k_i), independent of N beyond that.
+_KMEANS_SAMPLE = 50_000
+_KMEANS_ITERS = 25
+
+
+def select_anchor_items(r: np.ndarray, k: int, method: str, seed: int) -> np.ndarray:
+    """Pick ``k`` distinct anchor item ids from the columns of ``r``.
+
+    Args:
+        r: (k_q, N) anchor-query scores.
+        k: number of anchors, 1 <= k <= N (callers check).
+        method: one of ``ANCHOR_METHODS``.
+        seed: seed of the NumPy generator that drives the choice.
+
+    Returns:
+        ids: (k,) int64 item ids, distinct, sorted ascending.
+    """
+    n = r.shape[1]
+    rng = np.random.default_rng(seed)
+    if method == "random":
+        ids = rng.choice(n, size=k, replace=False)
+    elif method == "leverage":
+        ids = _leverage(r, k, rng)
+    elif method == "kmeans":
+        ids = _kmeans(r, k, rng)
+    else:  # callers validate with check_choice
+        raise AssertionError(method)
+    return np.sort(ids.astype(np.int64))
+
+
+def _leverage(r: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Sample columns ∝ leverage ℓ_j = ‖V_r[j]‖² (Mahoney & Drineas 2009, Eq. 3)."""
+    r64 = r.astype(np.float64)
+    # Right singular vectors from the small k_q × k_q Gram matrix: R Rᵀ = U S² Uᵀ,
+    # V = Rᵀ U S⁻¹, so ‖V[j, :t]‖² = Σ_t (Rᵀ U)[j, t]² / s_t².
+    gram = r64 @ r64.T  # (k_q, k_q)
+    evals, evecs = np.linalg.eigh(gram)  # ascending
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    # Directions below 1e-12 of the top eigenvalue are rounding, not rank.
+    keep = evals > evals[0] * 1e-12 if evals[0] > 0 else np.zeros_like(evals, dtype=bool)
+    t = min(k, int(keep.sum()))
+    if t == 0:
+        return rng.choice(r.shape[1], size=k, replace=False)
+    proj = r64.T @ evecs[:, :t]  # (N, t)
+    lev = (proj**2 / evals[:t]).sum(axis=1)  # (N,)
+    # A floor keeps every column eligible, so k > rank still gets k distinct ids.
+    p = lev + 1e-9 * lev.max()
+    return rng.choice(r.shape[1], size=k, replace=False, p=p / p.sum())
+
+
+def _kmeans(r: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means (k-means++ seeding, Lloyd steps) on R's columns; nearest item per centroid."""
+    n = r.shape[1]
+    pool = rng.choice(n, size=min(n, _KMEANS_SAMPLE), replace=False) if n > _KMEANS_SAMPLE else None
+    pts = (r[:, pool] if pool is not None else r).T.astype(np.float64)  # (n', k_q)
+    # Columns are compared by direction: a column's scale is the item's overall
+    # score level, which the reconstruction absorbs; its direction is what must be covered.
+    pts = pts / np.maximum(np.linalg.norm(pts, axis=1, keepdims=True), 1e-300)
+    m = pts.shape[0]
+    sq = (pts**2).sum(1)  # (n',)
+    # k-means++ seeding (Arthur & Vassilvitskii, 2007).
+    centers = [int(rng.integers(m))]
+    d2 = np.maximum(sq - 2 * pts @ pts[centers[0]] + sq[centers[0]], 0)  # (n',)
+    for _ in range(1, k):
+        total = d2.sum()
+        nxt = int(rng.choice(m, p=d2 / total)) if total > 0 else int(rng.integers(m))
+        centers.append(nxt)
+        d2 = np.minimum(d2, np.maximum(sq - 2 * pts @ pts[nxt] + sq[nxt], 0))
+    c = pts[centers].copy()  # (k, k_q)
+    for _ in range(_KMEANS_ITERS):
+        dist = sq[:, None] - 2 * pts @ c.T + (c**2).sum(1)[None, :]  # (n', k)
+        assign = dist.argmin(1)  # (n',)
+        new = np.zeros_like(c)
+        np.add.at(new, assign, pts)
+        counts = np.bincount(assign, minlength=k)
+        empty = counts == 0
+        new[~empty] /= counts[~empty, None]
+        new[empty] = c[empty]  # an empty cluster keeps its centre
+        if np.allclose(new, c):
+            break
+        c = new
+    # The nearest distinct point to each centre, greedily; ties and collisions
+    # fall through to the next-nearest unused point.
+    dist = sq[:, None] - 2 * pts @ c.T + (c**2).sum(1)[None, :]  # (n', k)
+    chosen: list[int] = []
+    used = np.zeros(m, dtype=bool)
+    for j in range(k):
+        order = np.argsort(dist[:, j], kind="stable")
+        pick = int(order[np.argmax(~used[order])])
+        used[pick] = True
+        chosen.append(pick)
+    ids = np.asarray(chosen)
+    return pool[ids] if pool is not None else ids
