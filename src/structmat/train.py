@@ -54,12 +54,13 @@ DEFAULT_LENGTH = {
 class TrainConfig:
     """Everything a run depends on; saved as ``config.json`` and in checkpoints."""
 
-    task: str = "listops"
+    # Defaults: S4D on copying at L = 512 learns visibly (chance 12.5%) within ~5 min on 2 cores.
+    task: str = "copying"
     model: str = "s4d"
     length: int | None = None
-    steps: int = 500
+    steps: int = 600
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 0.01
     warmup: int = 20
     d_model: int = 64
