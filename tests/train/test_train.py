@@ -215,3 +215,55 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     for a, b in zip(ddp["history"], single.metrics["history"], strict=True):
         for key in ("train_loss", "val_loss", "val_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "structmat",
+            "train",
+            "--task",
+            "recall",
+            "--length",
+            "17",
+            "--steps",
+            "100000",
+            "--batch-size",
+            "4",
+            "--d-model",
+            "8",
+            "--layers",
+            "1",
+            "--train-size",
+            "16",
+            "--val-size",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # config.json is written just before the training loop starts
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted at step" in stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] > 0
+    assert json.loads((out / "metrics.json").read_text())["test"] is None

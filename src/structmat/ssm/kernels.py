@@ -45,6 +45,23 @@ def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]
     return tuple(out)
 
 
+def _flatten_batch(
+    v: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Broadcast v (..., M, N) and w (..., N) over their batch dims and flatten them:
+    returns vb (Bt, M, N), wb (Bt, N) and the broadcast batch shape."""
+    try:
+        batch = _broadcast_shapes(v.shape[:-2], w.shape[:-1])
+    except ValueError as err:
+        raise fail(
+            "w", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(w.shape)
+        ) from err
+    M, N = v.shape[-2:]
+    vb = v.expand(*batch, M, N).reshape(-1, M, N)  # (Bt, M, N)
+    wb = w.expand(*batch, N).reshape(-1, N)  # (Bt, N)
+    return vb, wb, batch
+
+
 def _cauchy_chunk(Bt: int, N: int, J: int, chunk: int | None) -> int:
     if chunk is not None:
         return max(1, min(chunk, J))
@@ -129,16 +146,9 @@ def cauchy(
         check_positive_int(chunk, "chunk")
     cdt = _complex_dtype(v, z, w)
     v, z, w = v.to(cdt), z.to(cdt), w.to(cdt)
-    try:
-        batch = _broadcast_shapes(v.shape[:-2], w.shape[:-1])
-    except ValueError as err:
-        raise fail(
-            "w", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(w.shape)
-        ) from err
+    vb, wb, batch = _flatten_batch(v, w)
     M, N = v.shape[-2:]
     J = z.shape[0]
-    vb = v.expand(*batch, M, N).reshape(-1, M, N)  # (Bt, M, N)
-    wb = w.expand(*batch, N).reshape(-1, N)  # (Bt, N)
     if J == 0 or vb.shape[0] == 0:
         return torch.zeros(*batch, M, J, dtype=cdt, device=v.device)
     ck = _cauchy_chunk(vb.shape[0], N, J, chunk)
@@ -318,16 +328,9 @@ def cauchy_conj(
     cdt = _complex_dtype(v, y, w)
     rdt = torch.float64 if cdt == torch.complex128 else torch.float32
     v, w, y = v.to(cdt), w.to(cdt), y.to(rdt)
-    try:
-        batch = _broadcast_shapes(v.shape[:-2], w.shape[:-1])
-    except ValueError as err:
-        raise fail(
-            "w", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(w.shape)
-        ) from err
+    vb, wb, batch = _flatten_batch(v, w)
     M, N = v.shape[-2:]
     J = y.shape[0]
-    vb = v.expand(*batch, M, N).reshape(-1, M, N)  # (Bt, M, N)
-    wb = w.expand(*batch, N).reshape(-1, N)  # (Bt, N)
     if J == 0 or vb.shape[0] == 0:
         return torch.zeros(*batch, M, J, dtype=cdt, device=v.device)
     ck = _cauchy_chunk(vb.shape[0], N, J, chunk)
