@@ -327,8 +327,11 @@ def figure(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fid = [s for s in results["scenarios"] if "rel_err" in json.dumps(s)]
-    fig, axes = plt.subplots(1, len(fid), figsize=(4.2 * len(fid), 4.6), squeeze=False)
-    for ax, s in zip(axes[0], fid, strict=False):
+    cols = (len(fid) + 1) // 2
+    fig, axes = plt.subplots(2, cols, figsize=(5.2 * cols, 8), squeeze=False)
+    for ax in axes.flat[len(fid) :]:
+        ax.axis("off")
+    for ax, s in zip(axes.flat, fid, strict=False):
         names = list(s["methods"])
         times = [s["methods"][n]["median_s"] for n in names]
         bars = ax.barh(
