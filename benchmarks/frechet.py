@@ -192,6 +192,21 @@ def run_methods(
     return out
 
 
+def _add_peers(
+    methods: dict[str, Callable[[], Any]],
+    tensors: list[torch.Tensor],
+    arrays: tuple[np.ndarray, ...],
+    tm_name: str,
+    pot_name: str,
+) -> None:
+    """Add torchmetrics (on tensors) and POT (on arrays) where they import."""
+    tm, pot = _torchmetrics(), _pot()
+    if tm is not None:
+        methods[tm_name] = lambda: tm(*tensors)
+    if pot is not None:
+        methods[pot_name] = lambda: pot(*arrays)
+
+
 def pd_scenario(
     d: int, cond: float, repeats: int, sqrtm: Callable[..., float], sqrtm_name: str
 ) -> dict[str, Any]:
@@ -201,11 +216,7 @@ def pd_scenario(
     reference = ref.frechet(mu1, s1, mu2, s2)
     methods: dict[str, Callable[[], Any]] = {"structmat": lambda: frechet_distance(*t)}
     methods[sqrtm_name] = lambda: sqrtm(mu1, s1, mu2, s2)
-    tm, pot = _torchmetrics(), _pot()
-    if tm is not None:
-        methods["torchmetrics (eigvals)"] = lambda: tm(*t)
-    if pot is not None:
-        methods["POT (ot.gaussian)"] = lambda: pot(mu1, s1, mu2, s2)
+    _add_peers(methods, t, (mu1, s1, mu2, s2), "torchmetrics (eigvals)", "POT (ot.gaussian)")
     return {
         "name": f"float64 d={d} cond={cond:.0e}",
         "d": d,
@@ -252,11 +263,7 @@ def few_samples_scenario(
         "structmat (covariances)": lambda: frechet_distance(*t),
         sqrtm_name + " (covariances)": lambda: sqrtm(mu1, s1, mu2, s2),
     }
-    tm, pot = _torchmetrics(), _pot()
-    if tm is not None:
-        methods["torchmetrics (covariances)"] = lambda: tm(*t)
-    if pot is not None:
-        methods["POT (covariances)"] = lambda: pot(mu1, s1, mu2, s2)
+    _add_peers(methods, t, (mu1, s1, mu2, s2), "torchmetrics (covariances)", "POT (covariances)")
     return {
         "name": f"n={n} < d={d} features",
         "d": d,

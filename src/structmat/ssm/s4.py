@@ -286,6 +286,17 @@ class S4(nn.Module):
         y = self.output_linear(y)  # (..., H) or (..., 2H)
         return F.glu(y, dim=-1) if self.glu else y  # (..., H)
 
+    def _check_shape(self, u: torch.Tensor, name: str, ndim: int, layout: str) -> None:
+        """dtype checks, then rank ``ndim`` with H = d_model channels last."""
+        self._check_input(u, name)
+        check_ndim(u, name, ndim, layout)
+        if u.shape[-1] != self.d_model:
+            raise fail(
+                name,
+                f"shape {layout} with H = d_model = {self.d_model}",
+                f"shape {shape_str(u.shape)}",
+            )
+
     def _check_input(self, u: torch.Tensor, name: str) -> None:
         if not isinstance(u, torch.Tensor):
             raise fail(name, "a torch.Tensor", type(u).__name__)
@@ -308,14 +319,7 @@ class S4(nn.Module):
         Raises:
             ValueError: wrong rank, channel count, dtype, or L > l_max.
         """
-        self._check_input(u, "u")
-        check_ndim(u, "u", 3, "(B, L, H)")
-        if u.shape[-1] != self.d_model:
-            raise fail(
-                "u",
-                f"shape (B, L, H) with H = d_model = {self.d_model}",
-                f"shape {shape_str(u.shape)}",
-            )
+        self._check_shape(u, "u", 3, "(B, L, H)")
         L = u.shape[1]
         if L == 0:
             raise fail("u", "a sequence length L >= 1", f"shape {shape_str(u.shape)}")
@@ -388,14 +392,7 @@ class S4(nn.Module):
                 "a causal layer (bidirectional=False) for recurrent mode",
                 "bidirectional=True",
             )
-        self._check_input(u_t, "u_t")
-        check_ndim(u_t, "u_t", 2, "(B, H)")
-        if u_t.shape[-1] != self.d_model:
-            raise fail(
-                "u_t",
-                f"shape (B, H) with H = d_model = {self.d_model}",
-                f"shape {shape_str(u_t.shape)}",
-            )
+        self._check_shape(u_t, "u_t", 2, "(B, H)")
         n = self.d_state if self.mode == "nplr" else self.d_state // 2
         want = (u_t.shape[0], self.d_model, n)
         if (
