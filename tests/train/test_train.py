@@ -4,46 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from structmat.cli import main
-from structmat.train import TrainConfig, train
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tiny(out: Path, **kw: object) -> TrainConfig:
-    options: dict[str, object] = {
-        "task": "recall",
-        "model": "s4d",
-        "length": 17,
-        "steps": 12,
-        "batch_size": 8,
-        "d_model": 16,
-        "layers": 1,
-        "eval_every": 3,
-        "train_size": 40,
-        "val_size": 16,
-        "test_size": 16,
-        "out": str(out),
-        "threads": 1,
-        "dropout": 0.1,  # exercises the saved RNG state
-    }
-    options.update(kw)
-    return TrainConfig(**options)  # type: ignore[arg-type]
-
-
-def _numbers(metrics: dict) -> tuple:
-    return metrics["history"], metrics["test"], metrics["steps"]
+from structmat.train import train
+from tests.train.helpers import ROOT, numbers, tiny, tiny_argv
 
 
 def test_writes_metrics_and_config(tmp_path: Path) -> None:
-    result = train(_tiny(tmp_path), progress=False)
+    result = train(tiny(tmp_path), progress=False)
     assert result.status == "finished"
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
@@ -56,37 +33,38 @@ def test_writes_metrics_and_config(tmp_path: Path) -> None:
     assert config["length"] == 17 and config["pool"] == "last"
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 12
+    assert not (tmp_path / ".lock").exists()  # released when the run ends
 
 
 @pytest.mark.parametrize("model", ["s4d", "softmax"])
 def test_stop_and_resume_equals_straight_run(tmp_path: Path, model: str) -> None:
-    straight = train(_tiny(tmp_path / "a", model=model), progress=False)
-    first = train(_tiny(tmp_path / "b", model=model, stop_after=5), progress=False)
+    straight = train(tiny(tmp_path / "a", model=model), progress=False)
+    first = train(tiny(tmp_path / "b", model=model, stop_after=5), progress=False)
     assert first.status == "stopped" and first.step == 5 and first.metrics["test"] is None
-    second = train(_tiny(tmp_path / "b", model=model, resume=True), progress=False)
+    second = train(tiny(tmp_path / "b", model=model, resume=True), progress=False)
     assert second.status == "finished" and second.metrics["resumed_from"] == 5
-    assert _numbers(second.metrics) == _numbers(straight.metrics)
+    assert numbers(second.metrics) == numbers(straight.metrics)
 
 
 def test_regression_task_reports_mse(tmp_path: Path) -> None:
-    result = train(_tiny(tmp_path, task="adding", model="linear", length=20), progress=False)
+    result = train(tiny(tmp_path, task="adding", model="linear", length=20), progress=False)
     assert set(result.metrics["test"]) == {"mse", "loss"}
     assert "val_mse" in result.metrics["history"][-1]
 
 
 def test_resume_rejects_mismatched_settings(tmp_path: Path) -> None:
-    train(_tiny(tmp_path, stop_after=2), progress=False)
+    train(tiny(tmp_path, stop_after=2), progress=False)
     with pytest.raises(
         ValueError, match=r"resume: expected the settings of the checkpointed run \(--d-model 16\)"
     ):
-        train(_tiny(tmp_path, resume=True, d_model=32), progress=False)
+        train(tiny(tmp_path, resume=True, d_model=32), progress=False)
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"resume: expected a readable checkpoint"):
-        train(_tiny(tmp_path, resume=True), progress=False)
+        train(tiny(tmp_path, resume=True), progress=False)
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["train", *argv])
+def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -101,53 +79,32 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
         (["--out", "/proc/structmat-cannot-write"], r"out: expected a writable directory"),
         (["--resume", "--out", "{tmp}/empty"], r"resume: expected a checkpoint at"),
         (["--batch-size", "x"], r"argument --batch-size: invalid int value: 'x'"),
+        (["--d-state", "7"], r"d_state: expected an even state size"),
+        (["--dt-min", "0.2"], r"dt_max: expected a step size >= dt_min = 0.2, got 0.1"),
+        (["--ssm-lr", "-1"], r"ssm_lr: expected a positive learning rate, got -1.0"),
+        (["--schedule", "linear"], r"argument --schedule: invalid choice: 'linear'"),
+        (["--norm", "mid"], r"argument --norm: invalid choice: 'mid'"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], pattern: str
 ) -> None:
-    import re
-
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "run")]
-    code, out, err = _cli(capsys, *argv, "--quiet", "--train-size", "8", "--val-size", "4")
+    code, out, err = _cli(
+        capsys, ["train", *argv, "--quiet", "--train-size", "8", "--val-size", "4"]
+    )
     assert code == 2, (out, err)
     assert err.count("\n") == 1 and re.search(pattern, err), err
     assert "Traceback" not in err
 
 
 def test_cli_stop_and_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    args = [
-        "--task",
-        "recall",
-        "--length",
-        "17",
-        "--steps",
-        "6",
-        "--batch-size",
-        "4",
-        "--d-model",
-        "8",
-        "--layers",
-        "1",
-        "--eval-every",
-        "3",
-        "--train-size",
-        "16",
-        "--val-size",
-        "8",
-        "--test-size",
-        "8",
-        "--out",
-        str(tmp_path),
-        "--quiet",
-        "--threads",
-        "1",
-    ]
-    code, out, _ = _cli(capsys, *args, "--stop-after", "3")
+    argv = tiny_argv(tmp_path, steps=6, batch_size=4, d_model=8, train_size=16, val_size=8)
+    code, out, _ = _cli(capsys, [*argv, "--stop-after", "3"])
     assert code == 0 and "stopped after step 3 of 6" in out
-    code, out, _ = _cli(capsys, *args, "--resume")
+    code, out, _ = _cli(capsys, [*argv, "--resume"])
     assert code == 0 and "test accuracy" in out
     assert json.loads((tmp_path / "metrics.json").read_text())["resumed_from"] == 3
 
@@ -155,49 +112,12 @@ def test_cli_stop_and_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo): each takes half of every batch; the
     averaged gradients equal the single-process ones up to rounding."""
-    common = [
-        "train",
-        "--task",
-        "recall",
-        "--model",
-        "softmax",
-        "--length",
-        "17",
-        "--steps",
-        "6",
-        "--batch-size",
-        "8",
-        "--d-model",
-        "16",
-        "--layers",
-        "1",
-        "--eval-every",
-        "3",
-        "--train-size",
-        "32",
-        "--val-size",
-        "16",
-        "--test-size",
-        "16",
-        "--quiet",
-        "--threads",
-        "1",
-    ]
+    settings = {"model": "softmax", "steps": 6, "train_size": 32, "dropout": None}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    argv = ["--nproc_per_node", "2", "-m", "structmat", *tiny_argv(tmp_path / "ddp", **settings)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "structmat",
-            *common,
-            "--out",
-            str(tmp_path / "ddp"),
-        ],
+        [*torchrun, *argv],
         capture_output=True,
         text=True,
         env=env,
@@ -208,48 +128,19 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert ddp["world_size"] == 2
-    single = train(
-        _tiny(tmp_path / "one", model="softmax", steps=6, train_size=32, dropout=0.0),
-        progress=False,
-    )
+    single = train(tiny(tmp_path / "one", **settings), progress=False)
     for a, b in zip(ddp["history"], single.metrics["history"], strict=True):
         for key in ("train_loss", "val_loss", "val_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
-    import signal
-    import time
-
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     out = tmp_path / "run"
+    argv = tiny_argv(out, steps=100000, batch_size=4, d_model=8, train_size=16, val_size=8)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "structmat",
-            "train",
-            "--task",
-            "recall",
-            "--length",
-            "17",
-            "--steps",
-            "100000",
-            "--batch-size",
-            "4",
-            "--d-model",
-            "8",
-            "--layers",
-            "1",
-            "--train-size",
-            "16",
-            "--val-size",
-            "8",
-            "--out",
-            str(out),
-            "--quiet",
-            "--threads",
-            "1",
-        ],
+        [sys.executable, "-m", "structmat", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -258,6 +149,13 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while not (out / "config.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # config.json is written just before the training loop starts
+    # While it runs, a second run on the same --out is refused, naming the first.
+    code, _, err = _cli(capsys, argv)
+    assert code == 2 and err.count("\n") == 1, err
+    assert (
+        f"out: expected a directory no other run is using, got {out}, in use by PID {proc.pid}"
+        in err
+    )
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)

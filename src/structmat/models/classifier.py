@@ -6,11 +6,14 @@ residual blocks (pre- or post-norm) -> pooling over real positions -> head.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from structmat._checks import check_choice, check_ndim, check_positive_int, fail, shape_str
 from structmat.models.mixers import build_mixer
+from structmat.models.norms import NORMS, build_norm
 
 __all__ = ["SequenceClassifier", "SequenceModel", "SequenceRegressor"]
 
@@ -18,14 +21,20 @@ POOLS = ("mean", "last")
 
 
 class Block(nn.Module):
-    """One residual block: mixer then a GELU feed-forward, each with LayerNorm and dropout."""
+    """One residual block: mixer then a GELU feed-forward, each with a norm and dropout."""
 
     def __init__(
-        self, mixer: nn.Module, d_model: int, dropout: float, prenorm: bool, ffn_mult: int
+        self,
+        mixer: nn.Module,
+        d_model: int,
+        dropout: float,
+        prenorm: bool,
+        ffn_mult: int,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         self.mixer, self.prenorm = mixer, prenorm
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm1, self.norm2 = build_norm(norm, d_model), build_norm(norm, d_model)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model),
             nn.GELU(),
@@ -35,10 +44,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if self.prenorm:
-            x = x + self.drop(self.mixer(self.norm1(x), mask))
-            return x + self.drop(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.drop(self.mixer(x, mask)))
-        return self.norm2(x + self.drop(self.ffn(x)))
+            x = x + self.drop(self.mixer(self.norm1(x, mask), mask))
+            return x + self.drop(self.ffn(self.norm2(x, mask)))
+        x = self.norm1(x + self.drop(self.mixer(x, mask)), mask)
+        return self.norm2(x + self.drop(self.ffn(x)), mask)
 
 
 class SequenceModel(nn.Module):
@@ -54,10 +63,14 @@ class SequenceModel(nn.Module):
         dropout: dropout in blocks (and inside S4).
         pool: ``"mean"`` over real positions or ``"last"`` real position.
         prenorm: pre-norm (True) or post-norm blocks.
+        norm: ``"layer"`` (LayerNorm) or ``"batch"`` (BatchNorm over real positions,
+            ``structmat.models.norms``: it lifts rare events such as adding's marks).
         heads: attention heads. causal: causal mixers (one-sided S4 kernel).
         num_targets: targets per sequence (e.g. 10 tokens to copy) sharing one pooled state.
         length: the longest input (for mixers that need it, e.g. Nyström landmarks).
         ffn_mult: feed-forward width multiple.
+        mixer_options: extra keyword arguments for the mixer (e.g. ``d_state``,
+            ``dt_min``, ``dt_max`` for S4 mixers); see ``structmat.models.MIXERS``.
 
     Shapes:
         forward(x: (B, L) int64 or (B, L, C) float, mask: (B, L) bool or None)
@@ -82,6 +95,8 @@ class SequenceModel(nn.Module):
         num_targets: int = 1,
         length: int = 1024,
         ffn_mult: int = 2,
+        mixer_options: dict[str, Any] | None = None,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         if (num_tokens is None) == (input_dim is None):
@@ -98,6 +113,7 @@ class SequenceModel(nn.Module):
         ):
             check_positive_int(val, name)
         check_choice(pool, "pool", POOLS)
+        check_choice(norm, "norm", NORMS)
         if not 0.0 <= dropout < 1.0:
             raise fail("dropout", "a probability in [0, 1)", repr(dropout))
         self.num_tokens, self.input_dim = num_tokens, input_dim
@@ -120,15 +136,17 @@ class SequenceModel(nn.Module):
                     dropout=dropout,
                     rope=rope,
                     length=length,
+                    **(mixer_options or {}),
                 ),
                 d_model,
                 dropout,
                 prenorm,
                 ffn_mult,
+                norm,
             )
             for _ in range(n_layers)
         )
-        self.norm = nn.LayerNorm(d_model) if prenorm else nn.Identity()
+        self.norm = build_norm(norm, d_model) if prenorm else None
         self.head = nn.Linear(d_model, num_targets * num_outputs)
 
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
@@ -156,7 +174,8 @@ class SequenceModel(nn.Module):
         h = self.encoder(x)  # (B, L, D)
         for block in self.blocks:
             h = block(h, mask)
-        h = self.norm(h)
+        if self.norm is not None:
+            h = self.norm(h, mask)
         if mask is None:
             mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
         if self.pool == "mean":

@@ -43,11 +43,27 @@ class SSMMixer(nn.Module):
 
 
 def _s4(mode: str, init: str) -> Callable[..., nn.Module]:
-    def build(d_model: int, *, causal: bool, dropout: float, **_: Any) -> nn.Module:
+    def build(
+        d_model: int,
+        *,
+        causal: bool,
+        dropout: float,
+        d_state: int = 64,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        **_: Any,
+    ) -> nn.Module:
         from structmat.ssm import S4
 
         layer = S4(
-            d_model, d_state=64, mode=mode, init=init, bidirectional=not causal, dropout=dropout
+            d_model,
+            d_state=d_state,
+            mode=mode,
+            init=init,
+            bidirectional=not causal,
+            dropout=dropout,
+            dt_min=dt_min,
+            dt_max=dt_max,
         )
         return SSMMixer(layer)
 
@@ -99,6 +115,7 @@ def build_mixer(
     dropout: float = 0.0,
     rope: bool = True,
     length: int = 1024,
+    **options: Any,
 ) -> nn.Module:
     """Build mixer ``name`` (one of ``MIXERS``) for width ``d_model``.
 
@@ -108,8 +125,9 @@ def build_mixer(
         dropout: dropout inside the mixer (S4).
         rope: rotary position embedding on q and k (attention mixers).
         length: the longest sequence (caps the Nyström landmark count).
+        options: mixer-specific settings (S4 mixers: ``d_state``, ``dt_min``, ``dt_max``).
     """
     check_choice(name, "mixer", list(MIXERS))
     return MIXERS[name].build(
-        d_model, heads=heads, causal=causal, dropout=dropout, rope=rope, length=length
+        d_model, heads=heads, causal=causal, dropout=dropout, rope=rope, length=length, **options
     )

@@ -2,26 +2,69 @@
 
 ``make_dataset(task, split, size, length, seed)`` returns a ``TaskData`` with
 padded inputs, targets, lengths and a ``TaskInfo`` (vocabulary, classes, metric).
+``TASKS[name]`` is the task's ``TaskSpec``: its generator and the facts training
+needs (default length, pooling, the settings it trains well with).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from structmat._checks import check_choice
 from structmat.tasks import adding, copying, digits, listops, recall
 from structmat.tasks.base import SPLITS, TaskData, TaskInfo
 
-__all__ = ["SPLITS", "TASKS", "TaskData", "TaskInfo", "make_dataset"]
+__all__ = ["SPLITS", "TASKS", "TaskData", "TaskInfo", "TaskSpec", "make_dataset"]
 
-# name -> make_dataset(split, size, length, seed); a new task is one entry.
-TASKS: dict[str, Callable[[str, int, int, int], TaskData]] = {
-    "listops": listops.make_dataset,
-    "adding": adding.make_dataset,
-    "copying": copying.make_copying,
-    "selective-copying": copying.make_selective_copying,
-    "recall": recall.make_dataset,
-    "digits": digits.make_dataset,
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: how to generate it and what training should default to for it.
+
+    Attributes:
+        make: ``make(split, size, length, seed) -> TaskData``.
+        default_length: the sequence length when none is given.
+        pool: ``"mean"`` (the answer depends on the whole sequence) or ``"last"``
+            (the answer is read after the sequence: copying, recall; causal mixers).
+        defaults: training settings this task wants, keyed by ``TrainConfig`` field
+            name (``"steps"``, ``"lr"``, ``"batch_size"``, ``"d_model"``, ...).
+        mixer_defaults: per-mixer overrides of ``defaults``, keyed by mixer name
+            (``{"s4": {"lr": ...}}``); they win over ``defaults``.
+    """
+
+    make: Callable[[str, int, int, int], TaskData]
+    default_length: int
+    pool: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    mixer_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice(self.pool, "pool", ["mean", "last"])
+        # Read-only views: a spec is shared by every run, so no run may edit it.
+        object.__setattr__(self, "defaults", _frozen(self.defaults))
+        object.__setattr__(
+            self,
+            "mixer_defaults",
+            _frozen({k: _frozen(v) for k, v in self.mixer_defaults.items()}),
+        )
+
+
+# name -> TaskSpec; a new task is one entry. The settings are today's global
+# defaults (empty `defaults`): each task gets its own once it has been tuned.
+TASKS: dict[str, TaskSpec] = {
+    "listops": TaskSpec(listops.make_dataset, 512, "mean"),
+    "adding": TaskSpec(adding.make_dataset, 1000, "mean"),
+    "copying": TaskSpec(copying.make_copying, 512, "last"),
+    "selective-copying": TaskSpec(copying.make_selective_copying, 512, "last"),
+    "recall": TaskSpec(recall.make_dataset, 257, "last"),
+    "digits": TaskSpec(digits.make_dataset, digits.LENGTH, "mean"),
 }
 
 
@@ -35,4 +78,4 @@ def make_dataset(task: str, split: str, size: int, length: int, seed: int = 0) -
         seed: the same seed gives the same data; splits never overlap in randomness.
     """
     check_choice(task, "task", list(TASKS))
-    return TASKS[task](split, size, length, seed)
+    return TASKS[task].make(split, size, length, seed)
