@@ -19,6 +19,7 @@ from typing import Any
 
 from structmat._checks import check_choice, check_positive_int, fail
 from structmat.models import MIXERS
+from structmat.models.norms import NORMS
 from structmat.tasks import TASKS
 
 __all__ = [
@@ -53,6 +54,7 @@ GLOBAL_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "dt_min": 1e-3,
         "dt_max": 1e-1,
         "prenorm": True,
+        "normalization": "layer",
         "dropout": 0.0,
         "pool": None,  # always given by the task (TaskSpec.pool)
         "eval_every": 100,
@@ -82,6 +84,7 @@ IDENTITY = (
     "dt_min",
     "dt_max",
     "prenorm",
+    "normalization",
     "dropout",
     "pool",
     "seed",
@@ -97,6 +100,7 @@ _LEGACY = {
     "dt_min": 1e-3,
     "dt_max": 1e-1,
     "prenorm": True,
+    "normalization": "layer",
 }
 
 
@@ -126,6 +130,7 @@ class TrainConfig:
     dt_min: float | None = None  # S4 initial step sizes: log-uniform in [dt_min, dt_max]
     dt_max: float | None = None
     prenorm: bool | None = None  # pre-norm (True) or post-norm blocks
+    normalization: str | None = None  # "layer" | "batch" (structmat.models.norms)
     dropout: float | None = None
     pool: str | None = None  # "mean" | "last"
     seed: int = 0
@@ -238,6 +243,8 @@ def _validate_values(values: Mapping[str, Any]) -> None:
         check_choice(values["pool"], "pool", ["mean", "last"])
     if values.get("schedule") is not None:
         check_choice(values["schedule"], "schedule", list(SCHEDULES))
+    if values.get("normalization") is not None:
+        check_choice(values["normalization"], "normalization", list(NORMS))
     if values.get("prenorm") is not None and not isinstance(values["prenorm"], bool):
         raise fail("prenorm", "True or False", repr(values["prenorm"]))
 
@@ -268,6 +275,7 @@ _TYPES = {
     "dt_min": "float",
     "dt_max": "float",
     "prenorm": "bool",
+    "normalization": "str",
     "dropout": "float",
     "pool": "str",
     "seed": "int",

@@ -134,6 +134,7 @@ def build_model(cfg: TrainConfig, data: TaskData) -> SequenceModel:
         "dropout": cfg.dropout,
         "pool": cfg.pool,
         "prenorm": cfg.prenorm,
+        "norm": cfg.normalization,
         "num_targets": info.num_targets,
         "length": info.length,
         "causal": cfg.pool == "last",

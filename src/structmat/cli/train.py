@@ -118,6 +118,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--norm", choices=["pre", "post"], help="pre- or post-norm blocks (default: pre)"
     )
+    p.add_argument(
+        "--normalization",
+        choices=["layer", "batch"],
+        help="LayerNorm or BatchNorm over real positions (default: per task)",
+    )
     p.add_argument("--pool", choices=["mean", "last"], help="pooling (default: per task)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help=f"output directory (default {d.out})")
