@@ -52,6 +52,17 @@ def tiny_argv(out: Path, **overrides: Any) -> list[str]:
     return argv
 
 
+def spawn_cli(argv: list[str], stdout: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
+    """``python -m structmat *argv`` started in the background (stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "structmat", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
 def run_cli(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python -m structmat *argv`` in a fresh process."""
     return subprocess.run(

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.train.helpers import ROOT, numbers, read_metrics, read_rows, run_cli, tiny_argv
+from tests.train.helpers import (
+    numbers,
+    read_metrics,
+    read_rows,
+    run_cli,
+    spawn_cli,
+    tiny_argv,
+)
 
 # Many checkpoints (one every 2 steps), so kills land in writes as well as in steps.
 SETTINGS = {"steps": 40, "eval_every": 2}
@@ -35,13 +41,7 @@ def _kill_and_resume(tmp_path: Path, kills: int) -> None:
         if killed == kills:
             break
         argv = tiny_argv(out, resume=_started(out), **SETTINGS)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "structmat", *argv],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        proc = spawn_cli(argv, stdout=subprocess.DEVNULL)
         try:
             _, err = proc.communicate(timeout=rng.uniform(0.0, duration))
             assert proc.returncode == 0, err  # finished before its kill

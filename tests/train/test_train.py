@@ -16,7 +16,7 @@ import torch
 
 from structmat.cli import main
 from structmat.train import train
-from tests.train.helpers import ROOT, numbers, tiny, tiny_argv
+from tests.train.helpers import ROOT, numbers, spawn_cli, tiny, tiny_argv
 
 
 def test_writes_metrics_and_config(tmp_path: Path) -> None:
@@ -139,13 +139,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(
 ) -> None:
     out = tmp_path / "run"
     argv = tiny_argv(out, steps=100000, batch_size=4, d_model=8, train_size=16, val_size=8)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "structmat", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = spawn_cli(argv)
     deadline = time.monotonic() + 120
     while not (out / "config.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # config.json is written just before the training loop starts
