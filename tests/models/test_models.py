@@ -67,6 +67,25 @@ def test_shapes_multi_target_regression_and_float_inputs() -> None:
     assert two(torch.randn(5, 24, 2)).shape == (5, 2)
 
 
+def test_last_pool_reads_the_last_k_real_positions_in_order() -> None:
+    """Target k comes from position length - K + k alone (copying's output positions)."""
+    model = _tiny("s4d", num_targets=4, pool="last", causal=True).double().eval()
+    x = torch.randint(1, 12, (2, 24))
+    mask = torch.arange(24) < torch.tensor([[24], [13]])
+    out = model(x, mask)  # (2, 4, 3)
+    h = model.encoder(x)
+    for block in model.blocks:
+        h = block(h, mask)
+    h = model.norm(h, mask)
+    for row, length in enumerate((24, 13)):
+        expected = model.head(h[row, length - 4 : length])  # (4, 3)
+        torch.testing.assert_close(out[row], expected, rtol=1e-12, atol=1e-12)
+    # one head shared by the K positions, not one per target
+    assert model.head.out_features == 3
+    mean = _tiny("s4d", num_targets=4, pool="mean")
+    assert mean.head.out_features == 12 and mean(x).shape == (2, 4, 3)
+
+
 def test_build_mixer_registry() -> None:
     layer = build_mixer("softmax", 16, heads=2)
     assert layer(torch.randn(2, 5, 16), None).shape == (2, 5, 16)

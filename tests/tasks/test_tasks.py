@@ -84,14 +84,17 @@ def test_adding_targets() -> None:
 def test_copying_and_selective_copying_layouts() -> None:
     k = copying.NUM_TOKENS
     plain = make_dataset("copying", "train", 10, 40)
+    # Arjovsky et al.: tokens, blanks, delimiter, then K blank output positions.
     torch.testing.assert_close(plain.inputs[:, :k], plain.targets + copying.SYMBOL0)
-    assert bool((plain.inputs[:, k:-1] == copying.BLANK).all())
-    assert bool((plain.inputs[:, -1] == copying.DELIM).all())
+    assert bool((plain.inputs[:, k : -k - 1] == copying.BLANK).all())
+    assert bool((plain.inputs[:, -k - 1] == copying.DELIM).all())
+    assert bool((plain.inputs[:, -k:] == copying.BLANK).all())
     sel = make_dataset("selective-copying", "train", 10, 40)
     for row, target in zip(sel.inputs, sel.targets, strict=True):
         symbols = row[row >= copying.SYMBOL0] - copying.SYMBOL0
         torch.testing.assert_close(symbols, target)  # in order of appearance
-        assert int(row[-1]) == copying.DELIM
+        assert int(row[-k - 1]) == copying.DELIM
+        assert bool((row[-k:] == copying.BLANK).all())
     assert sel.info.num_targets == k and sel.info.num_classes == copying.NUM_SYMBOLS
     # selective copying scatters the symbols: not all at the front
     assert not bool((sel.inputs[:, :k] >= copying.SYMBOL0).all())
@@ -125,7 +128,7 @@ def test_digits_split_sizes_and_disjointness() -> None:
         ),
         (("listops", "train", 0, 10), r"size: expected an integer >= 1, got 0"),
         (("listops", "train", 4, 3), r"length: expected an integer >= 4, got 3"),
-        (("copying", "train", 4, 10), r"length: expected an integer >= 11, got 10"),
+        (("copying", "train", 4, 20), r"length: expected an integer >= 21, got 20"),
         (("digits", "train", 4, 100), r"length: expected 64 for digits"),
     ],
 )

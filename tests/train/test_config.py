@@ -68,13 +68,14 @@ def test_specs_name_only_trainconfig_settings(monkeypatch: pytest.MonkeyPatch) -
         bad.defaults["lr"] = 1.0  # type: ignore[index]  # specs are read-only
 
 
-def test_todays_defaults_are_unchanged() -> None:
+def test_the_default_run_resolves_to_the_copying_recipe() -> None:
+    # global defaults, with copying's own (TASKS["copying"].defaults) on top
     expected = {
         "length": 512,
-        "steps": 1000,
+        "steps": 600,
         "batch_size": 32,
-        "lr": 5e-3,
-        "ssm_lr": 1e-3,
+        "lr": 1e-2,
+        "ssm_lr": 5e-3,
         "weight_decay": 0.01,
         "warmup": 20,
         "schedule": "cosine",
@@ -83,7 +84,8 @@ def test_todays_defaults_are_unchanged() -> None:
         "d_state": 64,
         "dt_min": 1e-3,
         "dt_max": 1e-1,
-        "prenorm": True,
+        "prenorm": False,
+        "normalization": "batch",
         "dropout": 0.0,
         "pool": "last",
         "eval_every": 100,

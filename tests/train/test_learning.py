@@ -26,3 +26,18 @@ def test_adding_defaults_learn(tmp_path: Path, model: str) -> None:
     )
     result = train(cfg, progress=False)
     assert result.metrics["test"]["mse"] < 0.05
+
+
+def test_copying_defaults_learn(tmp_path: Path) -> None:
+    # The default task's recipe at a short length: chance is 1/8 per token.
+    cfg = TrainConfig(
+        length=128,
+        steps=200,
+        eval_every=200,
+        train_size=2000,
+        test_size=256,
+        threads=1,
+        out=str(tmp_path),
+    )
+    result = train(cfg, progress=False)
+    assert result.metrics["test"]["accuracy"] > 0.7

@@ -74,7 +74,7 @@ def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str,
     [
         (["--task", "sudoku"], r"task: expected one of 'listops'"),
         (["--model", "lstm"], r"model: expected one of 's4' \| 's4d'"),
-        (["--task", "copying", "--length", "5"], r"length: expected an integer >= 11, got 5"),
+        (["--task", "copying", "--length", "5"], r"length: expected an integer >= 21, got 5"),
         (["--steps", "0"], r"steps: expected an integer >= 1, got 0"),
         (["--out", "/proc/structmat-cannot-write"], r"out: expected a writable directory"),
         (["--resume", "--out", "{tmp}/empty"], r"resume: expected a checkpoint at"),

@@ -61,12 +61,14 @@ class SequenceModel(nn.Module):
         mixer: ``"s4" | "s4d" | "softmax" | "linear" | "nystrom"`` (``structmat.models.MIXERS``).
         rope: rotary embeddings in attention mixers.
         dropout: dropout in blocks (and inside S4).
-        pool: ``"mean"`` over real positions or ``"last"`` real position.
+        pool: ``"mean"`` over real positions (one state for all targets), or ``"last"``:
+            the last ``num_targets`` real positions, target k read at position
+            ``length - num_targets + k`` (one head shared by the positions).
         prenorm: pre-norm (True) or post-norm blocks.
         norm: ``"layer"`` (LayerNorm) or ``"batch"`` (BatchNorm over real positions,
             ``structmat.models.norms``: it lifts rare events such as adding's marks).
         heads: attention heads. causal: causal mixers (one-sided S4 kernel).
-        num_targets: targets per sequence (e.g. 10 tokens to copy) sharing one pooled state.
+        num_targets: targets per sequence (e.g. 10 tokens to copy).
         length: the longest input (for mixers that need it, e.g. Nyström landmarks).
         ffn_mult: feed-forward width multiple.
         mixer_options: extra keyword arguments for the mixer (e.g. ``d_state``,
@@ -147,7 +149,9 @@ class SequenceModel(nn.Module):
             for _ in range(n_layers)
         )
         self.norm = build_norm(norm, d_model) if prenorm else None
-        self.head = nn.Linear(d_model, num_targets * num_outputs)
+        # Mean pooling gives one state for all targets; "last" gives each its own position.
+        head_targets = num_targets if pool == "mean" else 1
+        self.head = nn.Linear(d_model, head_targets * num_outputs)
 
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
         if self.num_tokens is not None:
@@ -178,16 +182,18 @@ class SequenceModel(nn.Module):
             h = self.norm(h, mask)
         if mask is None:
             mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+        k = self.num_targets
         if self.pool == "mean":
             weights = mask.unsqueeze(-1).to(h.dtype)  # (B, L, 1)
             pooled = (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
-        else:
-            last = mask.sum(1).clamp(min=1) - 1  # (B,) index of the last real token
-            pooled = h[torch.arange(h.shape[0], device=h.device), last]  # (B, D)
-        out = self.head(pooled)  # (B, K * C)
-        if self.num_targets > 1:
-            return out.view(-1, self.num_targets, self.num_outputs)  # (B, K, C)
-        return out
+            out = self.head(pooled)  # (B, K * C)
+            return out.view(-1, k, self.num_outputs) if k > 1 else out
+        # The last K real positions (clamped into a shorter sequence), in order.
+        offsets = torch.arange(k - 1, -1, -1, device=h.device)  # (K,) K-1 .. 0
+        index = (mask.sum(1, keepdim=True) - 1 - offsets).clamp(min=0)  # (B, K)
+        pooled = h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (B, K, D)
+        out = self.head(pooled)  # (B, K, C)
+        return out if k > 1 else out.squeeze(1)
 
 
 class SequenceClassifier(SequenceModel):

@@ -76,7 +76,21 @@ TASKS: dict[str, TaskSpec] = {
             "steps": 1000,
         },
     ),
-    "copying": TaskSpec(copying.make_copying, 512, "last"),
+    # Post-norm BatchNorm and a faster-learning S4 kernel (ssm_lr 5e-3): S4D reaches
+    # ~98% at step 600 where pre-norm LayerNorm with ssm_lr 1e-3 gives ~80%
+    # (README "What makes S4 learn"); ~2 min on 2 cores.
+    "copying": TaskSpec(
+        copying.make_copying,
+        512,
+        "last",
+        defaults={
+            "normalization": "batch",
+            "prenorm": False,
+            "lr": 1e-2,
+            "ssm_lr": 5e-3,
+            "steps": 600,
+        },
+    ),
     "selective-copying": TaskSpec(copying.make_selective_copying, 512, "last"),
     "recall": TaskSpec(recall.make_dataset, 257, "last"),
     "digits": TaskSpec(digits.make_dataset, digits.LENGTH, "mean"),
