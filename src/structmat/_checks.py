@@ -10,6 +10,7 @@ variable. Internals trust their callers; only public boundaries call these.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,15 +20,19 @@ import torch
 __all__ = [
     "as_tensor",
     "check_choice",
+    "check_even_int",
     "check_finite",
     "check_floating",
+    "check_int",
     "check_ndim",
     "check_nonzero",
+    "check_number",
     "check_positive_int",
     "check_same_last_dim",
     "check_shape",
     "check_square",
     "check_symmetric",
+    "check_tensor",
     "fail",
     "shape_str",
 ]
@@ -158,7 +163,120 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
         raise fail(name, f"one of {wanted}", repr(value))
 
 
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but True as a size is always a mistake.
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(
+    value: Any,
+    name: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    *,
+    even: bool = False,
+    wanted: str | None = None,
+) -> None:
+    """Require an ``int`` (not ``bool``) in ``[minimum, maximum]``, even when ``even``.
+
+    Args:
+        wanted: the requirement in words for the message; by default it is built
+            from the bounds (``"an even integer >= 2"``).
+    """
+    ok = _is_int(value)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not (ok and (not even or value % 2 == 0)):
+        if wanted is None:
+            wanted = ("an even integer" if even else "an integer") + _bounds_words(
+                minimum, maximum, False, False
+            )
+        raise fail(name, wanted, repr(value))
+
+
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> None:
     """Require an ``int`` (not ``bool``) that is ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise fail(name, f"an integer >= {minimum}", repr(value))
+    check_int(value, name, minimum)
+
+
+def check_even_int(value: Any, name: str, minimum: int = 2, wanted: str | None = None) -> None:
+    """Require an even ``int`` (not ``bool``) that is ``>= minimum`` (rotary pairs)."""
+    check_int(value, name, minimum, even=True, wanted=wanted)
+
+
+def _bounds_words(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return ""
+
+
+def check_number(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    wanted: str | None = None,
+) -> None:
+    """Require a finite real number (int or float, not ``bool``) in a range.
+
+    Args:
+        low, high: the bounds (None: unbounded on that side).
+        low_open, high_open: exclude the bound itself (``> low`` rather than ``>= low``).
+        wanted: the requirement in words; by default e.g. ``"a finite number > 1"``
+            or ``"a number in [0, 1)"``.
+    """
+    ok = (_is_int(value) or isinstance(value, (float, np.floating))) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        if wanted is None:
+            both = low is not None and high is not None
+            wanted = ("a number" if both else "a finite number") + _bounds_words(
+                low, high, low_open, high_open
+            )
+        raise fail(name, wanted, repr(value))
+
+
+_KINDS = {
+    "float": ("a floating-point tensor", lambda t: t.is_floating_point()),
+    "real": ("a real tensor", lambda t: not t.is_complex() and t.dtype != torch.bool),
+    "numeric": ("a numeric tensor", lambda t: t.dtype != torch.bool),
+    "complex": ("a complex tensor", lambda t: t.is_complex()),
+    "integer": (
+        "an integer tensor",
+        lambda t: not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool),
+    ),
+}
+
+
+def check_tensor(
+    x: Any,
+    name: str,
+    layout: str,
+    ndim: int | None = None,
+    *,
+    at_least: bool = False,
+    kind: str | None = None,
+) -> None:
+    """Require a ``torch.Tensor``, optionally of rank ``ndim`` and a dtype kind.
+
+    Args:
+        layout: the wanted layout in words, e.g. ``"(B, H, L, D)"``.
+        ndim, at_least: as in ``check_ndim`` (None: any rank).
+        kind: ``"float"`` (floating point), ``"real"`` (floating or integer),
+            ``"numeric"`` (anything but bool), ``"complex"``, ``"integer"`` or None.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise fail(name, f"a tensor of shape {layout}", type(x).__name__)
+    if ndim is not None:
+        check_ndim(x, name, ndim, layout, at_least)
+    if kind is not None:
+        words, ok = _KINDS[kind]
+        if not ok(x):
+            raise fail(name, words, f"dtype {x.dtype}")

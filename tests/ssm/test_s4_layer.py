@@ -172,7 +172,7 @@ def test_parameter_groups() -> None:
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
     assert all(set(g) == {"params", "lr", "weight_decay"} for g in groups)
     assert ssm_parameter_groups(model, lr=1e-4)[1]["lr"] == 1e-4
-    with pytest.raises(ValueError, match=r"lr: expected a number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"lr: expected a finite number >= 0, got -1"):
         ssm_parameter_groups(model, lr=-1)
 
 

@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from structmat._checks import check_positive_int
+from structmat.ssm._validate import check_diag_system, check_low_rank
 from structmat.ssm.kernels import cauchy_conj
 
 __all__ = ["nplr_kernel"]
@@ -56,7 +58,11 @@ def nplr_kernel(
     Returns:
         K: (M, H, L) real.
     """
-    M, H, N2 = C.shape
+    M, H, N2 = check_diag_system(Lambda, B, C, dt)
+    check_low_rank(P, H, N2)
+    check_positive_int(L, "L")
+    if chunk is not None:
+        check_positive_int(chunk, "chunk")
     R = P.shape[0]
     rdt = dt.dtype
     mu = Lambda * dt.unsqueeze(-1)  # Δλ, (H, N2)

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from structmat._checks import check_shape, check_tensor, fail, shape_str
+
 __all__ = ["fft_conv"]
 
 
@@ -44,6 +46,28 @@ class _FFTConv(torch.autograd.Function):
         return gu, gk, None
 
 
+def _check_conv(u: Any, K: Any, D: Any) -> None:
+    """u (B, H, L) with L >= 1; K (1 or 2, H, Lk >= L) and D (H,) of u's dtype."""
+    check_tensor(u, "u", "(B, H, L)", 3, kind="float")
+    # torch's CPU FFT has no 16-bit kernels; one dtype keeps the closed-form backward simple
+    if u.dtype not in (torch.float32, torch.float64):
+        raise fail("u", "dtype float32 or float64", f"dtype {u.dtype}")
+    _, H, L = u.shape
+    if L == 0:
+        raise fail("u", "a sequence length L >= 1", f"shape {shape_str(u.shape)}")
+    check_tensor(K, "K", "(M, H, Lk)", 3)
+    if K.dtype != u.dtype:
+        raise fail("K", f"dtype {u.dtype} (u's)", f"dtype {K.dtype}")
+    if K.shape[0] not in (1, 2) or K.shape[1] != H or K.shape[2] < L:
+        want = f"shape (1 or 2, H, Lk) with H = {H}, Lk >= L = {L} (to match u)"
+        raise fail("K", want, f"shape {shape_str(K.shape)}")
+    if D is not None:
+        check_tensor(D, "D", "(H,)", 1)
+        if D.dtype != u.dtype:
+            raise fail("D", f"dtype {u.dtype} (u's)", f"dtype {D.dtype}")
+        check_shape(D, "D", (H,), "(H,) (to match u)")
+
+
 def fft_conv(u: torch.Tensor, K: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
     """y = K * u (+ D u) along the last axis, causal and optionally anti-causal.
 
@@ -63,6 +87,9 @@ def fft_conv(u: torch.Tensor, K: torch.Tensor, D: torch.Tensor | None = None) ->
     Returns:
         y: (B, H, L).
     """
+    _check_conv(u, K, D)
+    if u.numel() == 0:  # no sequences or no channels: nothing to convolve
+        return torch.zeros_like(u)
     L = u.shape[-1]
     n = 2 * L
     k = K[0] if K.shape[-1] == L else K[0, :, :L]  # (H, L) causal taps

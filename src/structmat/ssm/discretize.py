@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from structmat._checks import check_choice
+from structmat._checks import (
+    check_choice,
+    check_finite,
+    check_same_last_dim,
+    check_square,
+    check_tensor,
+)
+from structmat.ssm._validate import check_broadcast, check_step_sizes
 
 __all__ = ["DISCRETIZATIONS", "complex_expm1", "discretize_dense", "discretize_diag"]
 
@@ -45,6 +52,11 @@ def discretize_diag(
         (logA, Bbar): (..., N) each; Ā = exp(logA).
     """
     check_choice(method, "method", DISCRETIZATIONS)
+    check_tensor(Lambda, "Lambda", "(..., N)", 1, at_least=True, kind="complex")
+    check_tensor(B, "B", "(..., N)", 1, at_least=True, kind="numeric")
+    check_same_last_dim(B, "B", Lambda.shape[-1], "Lambda")
+    check_broadcast(B, "B", tuple(Lambda.shape), "Lambda")
+    check_step_sizes(dt, tuple(Lambda.shape[:-1]), "Lambda")
     mu = Lambda * dt.unsqueeze(-1)  # Δλ, (..., N)
     if method == "zoh":
         # B̄ = (exp(Δλ) - 1)/λ · B, with the cancellation-free expm1
@@ -69,6 +81,17 @@ def discretize_dense(
         (Abar, Bbar): (..., N, N) and (..., N).
     """
     check_choice(method, "method", DISCRETIZATIONS)
+    check_tensor(A, "A", "(..., N, N)", kind="numeric")
+    check_square(A, "A", "(..., N, N)")
+    # a solve or matrix exponential of non-finite entries is meaningless (or fails)
+    check_finite(A, "A")
+    check_tensor(B, "B", "(..., N)", 1, at_least=True, kind="numeric")
+    check_same_last_dim(B, "B", A.shape[-1], "A")
+    check_broadcast(B, "B", tuple(A.shape[:-1]), "A")
+    check_step_sizes(dt, tuple(A.shape[:-2]), "A")
+    # one dtype for the solve / matrix exponential (a real A with a complex B is fine)
+    dtype = torch.promote_types(torch.promote_types(A.dtype, B.dtype), dt.dtype)
+    A, B, dt = A.to(dtype), B.to(dtype), dt.to(dtype)
     N = A.shape[-1]
     eye = torch.eye(N, dtype=A.dtype, device=A.device)
     dtA = dt[..., None, None] * A  # (..., N, N)

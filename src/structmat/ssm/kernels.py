@@ -12,11 +12,12 @@ for holomorphic y(x) (both products here are holomorphic in each input).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from structmat._checks import check_ndim, check_positive_int, fail, shape_str
+from structmat._checks import check_positive_int, check_same_last_dim, check_tensor, fail, shape_str
 
 __all__ = ["cauchy", "cauchy_conj", "vandermonde"]
 
@@ -57,8 +58,9 @@ def _flatten_batch(
             "w", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(w.shape)
         ) from err
     M, N = v.shape[-2:]
-    vb = v.expand(*batch, M, N).reshape(-1, M, N)  # (Bt, M, N)
-    wb = w.expand(*batch, N).reshape(-1, N)  # (Bt, N)
+    Bt = math.prod(batch)  # explicit: reshape(-1, ...) is ambiguous when M or N is 0
+    vb = v.expand(*batch, M, N).reshape(Bt, M, N)  # (Bt, M, N)
+    wb = w.expand(*batch, N).reshape(Bt, N)  # (Bt, N)
     return vb, wb, batch
 
 
@@ -137,11 +139,10 @@ def cauchy(
     Raises:
         ValueError: wrong ranks, mismatched N, non-positive chunk.
     """
-    check_ndim(v, "v", 2, "(..., M, N)", at_least=True)
-    check_ndim(z, "z", 1, "(J,)")
-    check_ndim(w, "w", 1, "(..., N)", at_least=True)
-    if w.shape[-1] != v.shape[-1]:
-        raise fail("w", f"last dimension {v.shape[-1]} (to match v)", f"shape {shape_str(w.shape)}")
+    check_tensor(v, "v", "(..., M, N)", 2, at_least=True, kind="numeric")
+    check_tensor(z, "z", "(J,)", 1, kind="numeric")
+    check_tensor(w, "w", "(..., N)", 1, at_least=True, kind="numeric")
+    check_same_last_dim(w, "w", v.shape[-1], "v")
     if chunk is not None:
         check_positive_int(chunk, "chunk")
     cdt = _complex_dtype(v, z, w)
@@ -316,13 +317,12 @@ def cauchy_conj(
     Raises:
         ValueError: wrong ranks, mismatched sizes, complex y.
     """
-    check_ndim(v, "v", 2, "(..., M, N)", at_least=True)
-    check_ndim(y, "y", 1, "(J,)")
-    check_ndim(w, "w", 1, "(..., N)", at_least=True)
+    check_tensor(v, "v", "(..., M, N)", 2, at_least=True, kind="numeric")
+    check_tensor(y, "y", "(J,)", 1, kind="numeric")
+    check_tensor(w, "w", "(..., N)", 1, at_least=True, kind="numeric")
     if y.is_complex():
         raise fail("y", "real node positions (the nodes are i·y)", f"dtype {y.dtype}")
-    if w.shape[-1] != v.shape[-1]:
-        raise fail("w", f"last dimension {v.shape[-1]} (to match v)", f"shape {shape_str(w.shape)}")
+    check_same_last_dim(w, "w", v.shape[-1], "v")
     if chunk is not None:
         check_positive_int(chunk, "chunk")
     cdt = _complex_dtype(v, y, w)
@@ -422,15 +422,12 @@ def vandermonde(
     Raises:
         ValueError: wrong ranks, mismatched N, L or chunk not a positive integer.
     """
-    check_ndim(v, "v", 2, "(..., M, N)", at_least=True)
-    check_ndim(logx, "logx", 1, "(..., N)", at_least=True)
+    check_tensor(v, "v", "(..., M, N)", 2, at_least=True, kind="numeric")
+    check_tensor(logx, "logx", "(..., N)", 1, at_least=True, kind="numeric")
     check_positive_int(L, "L")
     if chunk is not None:
         check_positive_int(chunk, "chunk")
-    if logx.shape[-1] != v.shape[-1]:
-        raise fail(
-            "logx", f"last dimension {v.shape[-1]} (to match v)", f"shape {shape_str(logx.shape)}"
-        )
+    check_same_last_dim(logx, "logx", v.shape[-1], "v")
     cdt = _complex_dtype(v, logx)
     v, logx = v.to(cdt), logx.to(cdt)
     try:
@@ -440,8 +437,9 @@ def vandermonde(
             "logx", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(logx.shape)
         ) from err
     M, N = v.shape[-2:]
-    vb = v.expand(*batch, M, N).reshape(-1, M, N)  # (Bt, M, N)
-    xb = logx.expand(*batch, N).reshape(-1, N)  # (Bt, N)
+    Bt = math.prod(batch)
+    vb = v.expand(*batch, M, N).reshape(Bt, M, N)  # (Bt, M, N)
+    xb = logx.expand(*batch, N).reshape(Bt, N)  # (Bt, N)
     if vb.shape[0] == 0:
         return torch.zeros(*batch, M, L, dtype=cdt, device=v.device)
     ck = _vandermonde_chunk(L, chunk)

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from structmat._checks import fail
+from structmat._checks import check_number
 
 __all__ = ["ssm_parameter_groups"]
 
@@ -40,13 +40,12 @@ def ssm_parameter_groups(
     """
     from structmat.ssm.s4 import S4
 
-    for name, val in (("lr", lr), ("weight_decay", weight_decay)):
-        if not val >= 0:
-            raise fail(name, "a number >= 0", repr(val))
+    check_number(lr, "lr", 0.0)
+    check_number(weight_decay, "weight_decay", 0.0)
     if ssm_lr is None:
         ssm_lr = min(lr, 1e-3)
-    elif not ssm_lr >= 0:
-        raise fail("ssm_lr", "a number >= 0", repr(ssm_lr))
+    else:
+        check_number(ssm_lr, "ssm_lr", 0.0)
     ssm_ids: set[int] = set()
     for m in model.modules():
         if isinstance(m, S4):

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from structmat._checks import (
     check_choice,
     check_ndim,
+    check_number,
     check_positive_int,
     fail,
     shape_str,
@@ -118,9 +119,10 @@ class S4(nn.Module):
                 "transform; use mode='diag' for zoh)",
                 repr(discretization),
             )
-        if not 0.0 <= dropout < 1.0:
-            raise fail("dropout", "a probability in [0, 1)", repr(dropout))
-        if not 0.0 < dt_min <= dt_max:
+        check_number(dropout, "dropout", 0.0, 1.0, high_open=True, wanted="a probability in [0, 1)")
+        check_number(dt_min, "dt_min", 0.0, low_open=True)
+        check_number(dt_max, "dt_max", 0.0, low_open=True)
+        if not dt_min <= dt_max:
             raise fail("dt_min, dt_max", "0 < dt_min <= dt_max", f"{dt_min!r}, {dt_max!r}")
         if chunk is not None:
             check_positive_int(chunk, "chunk")
@@ -395,17 +397,20 @@ class S4(nn.Module):
         self._check_shape(u_t, "u_t", 2, "(B, H)")
         n = self.d_state if self.mode == "nplr" else self.d_state // 2
         want = (u_t.shape[0], self.d_model, n)
+        cdt = torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+        # The state's dtype is initial_state's: the recurrence does not mix precisions.
         if (
             not isinstance(state, torch.Tensor)
             or tuple(state.shape) != want
-            or not state.is_complex()
+            or state.dtype != cdt
         ):
             got = (
                 f"shape {shape_str(state.shape)} dtype {state.dtype}"
                 if isinstance(state, torch.Tensor)
                 else type(state).__name__
             )
-            raise fail("state", f"a complex tensor of shape (B, H, N') = {shape_str(want)}", got)
+            wanted = f"a complex tensor of shape (B, H, N') = {shape_str(want)}, dtype {cdt}"
+            raise fail("state", wanted, got)
         dA, dB, C = self._step_system()
         u_c = u_t.to(dB.dtype)
         if self.mode == "diag":

@@ -13,6 +13,7 @@ import math
 import torch
 
 from structmat._checks import check_choice, check_positive_int, fail
+from structmat.ssm._validate import check_diag_system
 from structmat.ssm.discretize import discretize_diag
 from structmat.ssm.kernels import vandermonde
 from structmat.ssm.nplr import nplr
@@ -75,6 +76,10 @@ def diag_kernel(
     Returns:
         K: (M, H, L) real.
     """
+    check_diag_system(Lambda, B, C, dt)
+    check_positive_int(L, "L")
+    if chunk is not None:
+        check_positive_int(chunk, "chunk")
     logA, Bbar = discretize_diag(Lambda, B, dt, method)  # (H, N2) each
     v = (C * Bbar).transpose(0, 1)  # (H, M, N2)
     K = vandermonde(v, logA, L, chunk=chunk)  # (H, M, L)
