@@ -13,14 +13,13 @@ import hashlib
 import json
 import warnings
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
 from structmat._checks import fail
-from structmat._io import atomic_write
+from structmat._io import first_line, write_or_fail
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "save_checkpoint", "state_digest", "write_or_fail"]
 
@@ -63,20 +62,6 @@ def _feed(h: Any, obj: Any) -> None:
         h.update(f"R{type(obj).__name__}:{obj!r};".encode())
 
 
-def write_or_fail(path: Path, write: Callable[[IO[bytes]], object], what: str) -> None:
-    """``atomic_write`` whose OSError (a full disk, a read-only directory) becomes a
-    one-line ValueError naming ``out``; the previous file at ``path`` stays intact."""
-    try:
-        atomic_write(path, write)
-    except OSError as err:
-        reason = f"[Errno {err.errno}] {err.strerror}" if err.strerror else str(err)
-        raise fail(
-            "out",
-            f"room to write the {what} {path}",
-            f"{reason}; the previous {what}, if any, is intact",
-        ) from err
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` plus ``format_version`` and ``checksum`` to ``path``, atomically.
 
@@ -86,11 +71,6 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     body = {"format_version": FORMAT_VERSION, **state}
     body["checksum"] = state_digest(body)
     write_or_fail(path, lambda f: torch.save(body, f), "checkpoint")
-
-
-def _reason(err: BaseException) -> str:
-    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def load_checkpoint(path: Path, name: str = "resume") -> dict[str, Any]:
@@ -126,13 +106,13 @@ def load_checkpoint(path: Path, name: str = "resume") -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except Exception as err:
-        raise unreadable(_reason(err)) from err
+        raise unreadable(first_line(err)) from err
     if damaged is not None:
         raise corrupt()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise unreadable(_reason(err)) from err
+        raise unreadable(first_line(err)) from err
     if not isinstance(state, dict):
         raise unreadable(f"it holds a {type(state).__name__}, not a checkpoint")
     version = state.get("format_version")

@@ -104,7 +104,7 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "mismatch": (tmp_path / "wide.npy", "feature dimensions differ"),
         "two_arrays": (tmp_path / "two.npz", r"found arrays \['x', 'y'\]"),
         "bad_moments": (tmp_path / "badmom.npz", r"got mu \(3,\), sigma \(2, 2\)"),
-        "junk": (tmp_path / "junk.npy", "pickled or object data is never loaded"),
+        "junk": (tmp_path / "junk.npy", r"expected a numeric .npy array, got not a .npy array"),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from structmat._io import load_npz, read_npy
 from structmat.cli._common import CLIError
 from structmat.gaussian import GaussianMoments, frechet_distance, frechet_distance_from_features
 
@@ -53,24 +54,21 @@ def _numeric(arr: np.ndarray, path: str, key: str) -> np.ndarray:
     return arr
 
 
-def _load(path_str: str) -> _Input:
-    """Read a features or moments file; every failure is a one-line CLIError."""
+def _load(path_str: str, which: str) -> _Input:
+    """Read side ``which`` (``A`` or ``B``); every failure is a one-line error.
+
+    The readers in ``structmat._io`` check each header against the bytes really
+    present before allocating, refuse object arrays and verify a checksum the
+    project wrote, so a lying or damaged file is refused, never mapped or unpickled.
+    """
     path = Path(path_str)
     if not path.is_file():
         raise CLIError(f"{path_str}: no such file")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        else:
-            # Memory-mapped, so a large feature file streams through GaussianMoments.
-            arrays = {"features": np.load(path, allow_pickle=False, mmap_mode="r")}
-    except ValueError as err:  # object arrays and pickles: refused, never unpickled
-        raise CLIError(
-            f"{path_str}: not a numeric .npy/.npz array (pickled or object data is never loaded)"
-        ) from err
-    except (OSError, EOFError) as err:
-        raise CLIError(f"{path_str}: not a valid .npy/.npz file ({err})") from err
+    if path.suffix == ".npz":
+        arrays = load_npz(path, f"{which} {path_str}")
+    else:
+        # Memory-mapped, so a large feature file streams through GaussianMoments.
+        arrays = {"features": read_npy(path, which, mmap=True)}
     if "mu" in arrays and "sigma" in arrays:
         mu = _numeric(arrays["mu"], path_str, "mu")
         sigma = _numeric(arrays["sigma"], path_str, "sigma")
@@ -169,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not (args.a and args.b):
         raise CLIError("give two files A and B, or --demo")
-    a, b = _load(args.a), _load(args.b)
+    a, b = _load(args.a, "A"), _load(args.b, "B")
     value, route = compute(a, b)
     if args.json:
         print(

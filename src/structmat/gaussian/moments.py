@@ -116,33 +116,47 @@ class GaussianMoments:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``mu``, ``sigma`` and ``count`` to an ``.npz`` file, atomically.
 
-        The ``mu``/``sigma`` keys are those of pytorch-fid's statistics files.
+        The ``mu``/``sigma`` keys are those of pytorch-fid's statistics files; a
+        ``sha256`` entry (the digest of the others) is verified by :meth:`load`.
+
+        Raises:
+            ValueError: the write failed (e.g. no space left); the old file survives.
         """
-        save_npz(path, mu=self.mean.numpy(), sigma=self.cov.numpy(), count=np.array(self.count))
+        arrays = {"mu": self.mean.numpy(), "sigma": self.cov.numpy(), "count": np.array(self.count)}
+        save_npz(path, arrays, what="moments file")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GaussianMoments:
-        """Read moments written by ``save`` (no pickle).
+        """Read moments written by ``save`` (no pickle), verifying their checksum.
 
         Raises:
-            ValueError: missing keys or inconsistent shapes.
+            ValueError: naming the file: unreadable, corrupt (checksum mismatch),
+                missing keys, inconsistent shapes, NaN/inf or a count below 2.
+
+        Warns:
+            UserWarning: a file written before checksums is loaded unverified.
         """
-        arrays = load_npz(path)
+        name = f"moments file {os.fspath(path)}"
+        arrays = load_npz(path, name, checksum="expected")
         missing = {"mu", "sigma", "count"} - set(arrays)
         if missing:
-            raise fail(str(path), "an .npz with mu, sigma and count", f"missing {sorted(missing)}")
-        mu = as_tensor(arrays["mu"], "mu", torch.float64)
-        sigma = as_tensor(arrays["sigma"], "sigma", torch.float64)
-        count = int(arrays["count"])
-        check_ndim(mu, "mu", 1, "(d,)")
+            raise fail(name, "an .npz with mu, sigma and count", f"missing {sorted(missing)}")
+        mu = as_tensor(arrays["mu"], f"{name}: mu", torch.float64)
+        sigma = as_tensor(arrays["sigma"], f"{name}: sigma", torch.float64)
+        check_ndim(mu, f"{name}: mu", 1, "(d,)")
         if sigma.shape != (mu.shape[0], mu.shape[0]):
             raise fail(
-                "sigma", f"shape ({mu.shape[0]}, {mu.shape[0]})", f"shape {tuple(sigma.shape)}"
+                f"{name}: sigma",
+                f"shape ({mu.shape[0]}, {mu.shape[0]})",
+                f"shape {tuple(sigma.shape)}",
             )
-        if count < 2:
-            raise fail("count", "at least 2", str(count))
+        check_finite(mu, f"{name}: mu")
+        check_finite(sigma, f"{name}: sigma")
+        count = arrays["count"]
+        if count.shape != () or count.dtype.kind not in "iu" or int(count) < 2:
+            raise fail(f"{name}: count", "an integer >= 2", f"{count!r}")
         out = cls()
-        out.count, out._mean, out._m2 = count, mu, sigma * (count - 1)
+        out.count, out._mean, out._m2 = int(count), mu, sigma * (int(count) - 1)
         return out
 
 
