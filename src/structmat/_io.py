@@ -268,6 +268,7 @@ def load_npz(
     path: str | os.PathLike[str],
     name: str | None = None,
     checksum: Literal["optional", "expected"] = "optional",
+    wanted: str = "a readable .npz of numeric arrays",
 ) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file, never unpickling, and verify its sha256.
 
@@ -277,6 +278,7 @@ def load_npz(
         checksum: ``"optional"``: a file without a sha256 (numpy's own, pytorch-fid's)
             is read silently; ``"expected"``: one without it (written before checksums)
             is read with a warning. Either way a sha256 present is verified.
+        wanted: what errors say was expected of an unreadable file.
 
     Returns:
         ``{key: array}``.
@@ -297,7 +299,7 @@ def load_npz(
     except _CRCError as err:
         raise corrupt(name, path, "CRC-32") from err
     except _Bad as err:
-        raise fail(name, "a readable .npz of numeric arrays", str(err)) from err
+        raise fail(name, wanted, str(err)) from err
     except OSError as err:
         raise fail(name, "a readable file", first_line(err)) from err
     if comment.startswith(_COMMENT):

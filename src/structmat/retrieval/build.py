@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,7 @@ def score_matrix(
         saver = _Checkpoint(
             Path(checkpoint), _fingerprint(q, items, batch_size), checkpoint_seconds
         )
-        blocks = saver.load(len(starts))
+        blocks = saver.load(len(q), [min(batch_size, len(items) - s) for s in starts])
     todo = [i for i, b in enumerate(blocks) if b is None]
     batches = {i: list(items[starts[i] : starts[i] + batch_size]) for i in todo}
     bar = tqdm(
@@ -135,9 +134,12 @@ def score_matrix(
                 finish(futures[f], f.result())
         else:
             raise fail("executor", "None, 'ray' or a concurrent.futures.Executor", repr(executor))
-    except BaseException:  # interrupted or failed: keep what is done for the rerun
-        if saver is not None:
-            saver.save(blocks)
+    except BaseException as err:  # interrupted or failed: keep what is done for the rerun
+        if saver is not None and not saver.failed:
+            try:
+                saver.save(blocks)
+            except ValueError as save_err:  # e.g. the disk is full: say so, keep the cause
+                raise save_err from err
         raise
     finally:
         bar.close()
@@ -160,30 +162,47 @@ def _fingerprint(queries: list[Any], items: Sequence[Any], batch_size: int) -> s
 
 
 class _Checkpoint:
-    """Finished batches of a build in an ``.npz`` (``block_<i>`` arrays + fingerprint)."""
+    """Finished batches of a build in an ``.npz``: ``block_<i>`` arrays (k_q, batch_i)
+    and ``fingerprint`` (uint8 bytes of the inputs' SHA-256), with the file's sha256
+    (see ``structmat._io``) verified on load."""
 
     def __init__(self, path: Path, fingerprint: str, every: float) -> None:
         self.path, self.fingerprint, self.every = path, fingerprint, every
         self.last = time.monotonic()
+        self.failed = False  # the last save raised: do not try again on the way out
+        self.name = f"checkpoint {path}"
 
-    def load(self, n_batches: int) -> list[np.ndarray | None]:
-        blocks: list[np.ndarray | None] = [None] * n_batches
+    def load(self, n_queries: int, sizes: list[int]) -> list[np.ndarray | None]:
+        """The saved blocks, ``None`` for those still to score; ``sizes[i]`` items in batch i.
+
+        Raises:
+            ValueError: unreadable or corrupt file, another build's, or a block of
+                the wrong shape, dtype or with NaN.
+        """
+        blocks: list[np.ndarray | None] = [None] * len(sizes)
         if not self.path.exists():
             return blocks
-        try:
-            arrays = load_npz(self.path)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise fail(f"checkpoint {self.path}", "a readable .npz checkpoint", str(err)) from err
-        got = bytes(arrays.get("fingerprint", np.zeros(0, np.uint8))).decode(errors="replace")
-        if got != self.fingerprint:
+        arrays = load_npz(
+            self.path, self.name, checksum="expected", wanted="a readable .npz checkpoint"
+        )
+        got = arrays.pop("fingerprint", np.zeros(0, np.uint8))
+        if got.dtype != np.uint8 or got.tobytes() != self.fingerprint.encode():
             raise fail(
-                f"checkpoint {self.path}",
+                self.name,
                 "a checkpoint of these queries, items and batch size",
                 "one of another build (delete it to start afresh)",
             )
         for key, arr in arrays.items():
-            if key.startswith("block_"):
-                blocks[int(key[6:])] = arr
+            i = _block_number(key, len(sizes))
+            if i is None or arr.dtype not in (np.float32, np.float64):
+                raise fail(self.name, "block_<i> float arrays", f"{key!r} of dtype {arr.dtype}")
+            if arr.shape != (n_queries, sizes[i]) or not np.isfinite(arr).all():
+                raise fail(
+                    self.name,
+                    f"{key} finite, of shape {shape_str((n_queries, sizes[i]))}",
+                    f"shape {shape_str(arr.shape)}",
+                )
+            blocks[i] = arr
         return blocks
 
     def maybe_save(self, blocks: list[np.ndarray | None]) -> None:
@@ -191,13 +210,25 @@ class _Checkpoint:
             self.save(blocks)
 
     def save(self, blocks: list[np.ndarray | None]) -> None:
+        """Write the finished blocks atomically (a failed write keeps the old file)."""
         arrays = {f"block_{i}": b for i, b in enumerate(blocks) if b is not None}
         arrays["fingerprint"] = np.frombuffer(self.fingerprint.encode(), dtype=np.uint8)
-        save_npz(self.path, **arrays)
+        self.failed = True
+        save_npz(self.path, arrays, what="build checkpoint", name="checkpoint")
+        self.failed = False
         self.last = time.monotonic()
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _block_number(key: str, n_blocks: int) -> int | None:
+    """i for a key ``block_<i>`` with 0 <= i < n_blocks, else None."""
+    digits = key.removeprefix("block_")
+    if digits == key or not digits.isdigit() or not digits.isascii():
+        return None
+    i = int(digits)
+    return i if i < n_blocks else None
 
 
 def _ray_blocks(
