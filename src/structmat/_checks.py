@@ -174,10 +174,10 @@ def check_int(
     minimum: int | None = None,
     maximum: int | None = None,
     *,
-    even: bool = False,
+    multiple_of: int = 1,
     wanted: str | None = None,
 ) -> None:
-    """Require an ``int`` (not ``bool``) in ``[minimum, maximum]``, even when ``even``.
+    """Require an ``int`` (not ``bool``) in ``[minimum, maximum]``, a multiple of ``multiple_of``.
 
     Args:
         wanted: the requirement in words for the message; by default it is built
@@ -185,11 +185,12 @@ def check_int(
     """
     ok = _is_int(value)
     ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-    if not (ok and (not even or value % 2 == 0)):
+    if not (ok and value % multiple_of == 0):
         if wanted is None:
-            wanted = ("an even integer" if even else "an integer") + _bounds_words(
-                minimum, maximum, False, False
+            what = {1: "an integer", 2: "an even integer"}.get(
+                multiple_of, f"an integer multiple of {multiple_of}"
             )
+            wanted = what + _bounds_words(minimum, maximum, False, False)
         raise fail(name, wanted, repr(value))
 
 
@@ -200,7 +201,7 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> None:
 
 def check_even_int(value: Any, name: str, minimum: int = 2, wanted: str | None = None) -> None:
     """Require an even ``int`` (not ``bool``) that is ``>= minimum`` (rotary pairs)."""
-    check_int(value, name, minimum, even=True, wanted=wanted)
+    check_int(value, name, minimum, multiple_of=2, wanted=wanted)
 
 
 def _bounds_words(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:

@@ -102,7 +102,15 @@ class Choice:
     valid: str
 
 
-Spec = Tens | Int | Num | Choice
+@dataclass(frozen=True)
+class Opts:
+    """Any other argument: a valid value and a list of values that must be rejected."""
+
+    valid: Any
+    bad: tuple[Any, ...]
+
+
+Spec = Tens | Int | Num | Choice | Opts
 
 
 @dataclass(frozen=True, repr=False)
@@ -243,6 +251,8 @@ def wrong_choice(spec: Choice) -> st.SearchStrategy[Wrong]:
 
 
 def wrong_value(spec: Spec) -> st.SearchStrategy[Wrong]:
+    if isinstance(spec, Opts):
+        return st.sampled_from([Wrong(v, repr(v), True) for v in spec.bad])
     if isinstance(spec, Tens):
         return wrong_tensor(spec)
     if isinstance(spec, Int):

@@ -229,7 +229,7 @@ def test_empty_sequence():
         ({"positions": torch.arange(5)}, r"positions: expected shape \(L,\) = \(4,\)"),
         ({"positions": torch.tensor([0.0, 1, float("nan"), 3])}, r"positions: expected finite"),
         ({"layout": "neox"}, r"layout: expected one of 'half' \| 'interleaved', got 'neox'"),
-        ({"base": 0.5}, r"base: expected a number > 1, got 0.5"),
+        ({"base": 0.5}, r"base: expected a finite number > 1, got 0.5"),
         ({"rotary_dim": 3}, r"rotary_dim: expected an even number"),
         ({"rotary_dim": 10}, r"rotary_dim: expected an even integer in \[2, 8\]"),
         ({"scaling": {"rope_type": "magic"}}, r"scaling.kind: expected one of"),

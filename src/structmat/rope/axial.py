@@ -27,7 +27,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from structmat._checks import as_tensor, check_choice, check_floating, check_ndim, fail, shape_str
+from structmat._checks import (
+    as_tensor,
+    check_choice,
+    check_floating,
+    check_int,
+    check_ndim,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    fail,
+    shape_str,
+)
 from structmat.rope.kernel import LAYOUTS, compute_dtype, rotate_pairs
 from structmat.rope.rotary import _angle_dtype
 
@@ -45,8 +56,9 @@ _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
 def _check_dim4(dim: Any, name: str = "dim") -> None:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 4 or dim % 4:
-        raise fail(name, "a multiple of 4 (one x pair and one y pair per group)", repr(dim))
+    check_int(
+        dim, name, 4, multiple_of=4, wanted="a multiple of 4 (one x pair and one y pair per group)"
+    )
 
 
 def _magnitudes(dim: int, base: float) -> torch.Tensor:
@@ -65,6 +77,7 @@ def axial_frequencies(dim: int, base: float = 100.0) -> torch.Tensor:
         (D/2, 2) float64.
     """
     _check_dim4(dim)
+    check_number(base, "base", 1.0, low_open=True)
     mag = _magnitudes(dim, float(base))
     odd = torch.arange(dim // 2) % 2 == 1
     fx = torch.where(odd, torch.zeros_like(mag), mag)
@@ -84,13 +97,21 @@ def mixed_frequencies(dim: int, heads: int | None = None, base: float = 10.0) ->
     """
     _check_dim4(dim)
     H = 1 if heads is None else heads
-    if isinstance(H, bool) or not isinstance(H, int) or H < 1:
-        raise fail("heads", "an integer >= 1 or None", repr(heads))
+    check_int(H, "heads", 1, wanted="an integer >= 1 or None")
+    check_number(base, "base", 1.0, low_open=True)
     mag = _magnitudes(dim, float(base))  # (D/2,)
     turn = (math.pi / 2) * (torch.arange(dim // 2) % 2).to(torch.float64)  # (D/2,)
     phi = _GOLDEN_ANGLE * torch.arange(H, dtype=torch.float64)[:, None] + turn  # (H, D/2)
     f = torch.stack([mag * torch.cos(phi), mag * torch.sin(phi)], dim=-1)  # (H, D/2, 2)
     return f[0] if heads is None else f
+
+
+def _check_train_size(train_size: Any) -> None:
+    wanted = "(H0, W0), two integers >= 1"
+    if not isinstance(train_size, (tuple, list)) or len(train_size) != 2:
+        raise fail("train_size", wanted, repr(train_size))
+    for t in train_size:
+        check_int(t, "train_size", 1, wanted=wanted)
 
 
 def grid_positions(
@@ -111,19 +132,15 @@ def grid_positions(
     Returns:
         (height * width, 2) float64.
     """
-    for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise fail(name, "an integer >= 1", repr(v))
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=torch.float64, device=device),
         torch.arange(width, dtype=torch.float64, device=device),
         indexing="ij",
     )  # (height, width) each
     if train_size is not None:
-        if len(train_size) != 2 or any(
-            isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in train_size
-        ):
-            raise fail("train_size", "(H0, W0), two integers >= 1", repr(train_size))
+        _check_train_size(train_size)
         ys = ys * (train_size[0] / height)
         xs = xs * (train_size[1] / width)
     return torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (height * width, 2)
@@ -167,16 +184,13 @@ def apply_rotary_2d(
         ValueError: D not a multiple of 4 (axial or default mixed), odd D, shapes
             that do not match, ``freqs`` given with ``mode="axial"``.
     """
-    if not isinstance(x, torch.Tensor):
-        raise fail("x", "a torch.Tensor of shape (..., L, D)", type(x).__name__)
-    check_floating(x, "x")
+    check_tensor(x, "x", "(..., L, D)", kind="float")
     check_ndim(x, "x", 2, "(..., L, D)", at_least=True)
     check_choice(mode, "mode", MODES)
     check_choice(layout, "layout", LAYOUTS)
     L, D = x.shape[-2], x.shape[-1]
     b = _DEFAULT_BASE[mode] if base is None else base
-    if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and b > 1):
-        raise fail("base", "a finite number > 1", repr(base))
+    check_number(b, "base", 1.0, low_open=True)
     pos = as_tensor(positions, "positions")
     if pos.is_complex() or pos.dtype == torch.bool:
         raise fail("positions", "integer or real (x, y) positions", f"dtype {pos.dtype}")
@@ -248,8 +262,9 @@ class RotaryEmbedding2D(nn.Module):
         _check_dim4(dim)
         check_choice(mode, "mode", MODES)
         check_choice(layout, "layout", LAYOUTS)
-        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-            raise fail("heads", "an integer >= 1", repr(heads))
+        check_positive_int(heads, "heads")
+        if base is not None:
+            check_number(base, "base", 1.0, low_open=True)
         self.dim, self.heads, self.mode, self.layout = dim, heads, mode, layout
         self.base = float(_DEFAULT_BASE[mode] if base is None else base)
         self.freqs: torch.Tensor | None
@@ -264,6 +279,12 @@ class RotaryEmbedding2D(nn.Module):
 
     def forward(self, x: torch.Tensor, positions: Any) -> torch.Tensor:
         """Rotate x (..., H, L, D) by positions (L, 2)."""
+        # x is checked against the layer first, so a wrong x is named as such
+        # (not as a mismatch with the layer's own frequencies)
+        check_tensor(x, "x", "(..., H, L, D)", 3 if self.mode == "mixed" else 2, at_least=True)
+        if x.shape[-1] != self.dim or (self.mode == "mixed" and x.shape[-3] != self.heads):
+            want = f"(..., H, L, D) with H = {self.heads}, D = {self.dim} (the layer's)"
+            raise fail("x", f"shape {want}", f"shape {shape_str(x.shape)}")
         if self.mode == "axial":
             return apply_rotary_2d(x, positions, self.base, "axial", None, self.layout)
         return apply_rotary_2d(x, positions, self.base, "mixed", self.freqs, self.layout)

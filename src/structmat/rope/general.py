@@ -21,6 +21,7 @@ absorbed.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -256,12 +257,15 @@ def absorb_generator(
     out = []
     for name, w in (("w_q", w_q), ("w_k", w_k)):
         t = as_tensor(w, name)
+        if t.is_complex() or t.dtype == torch.bool:
+            raise fail(name, "a real weight", f"dtype {t.dtype}")
         if t.ndim < 1 or t.shape[0] % D:
             raise fail(
                 name,
                 f"shape (H * D, ...) with D = {D} from generator",
                 f"shape {shape_str(t.shape)}",
             )
-        heads = t.reshape(t.shape[0] // D, D, -1).to(P.dtype)  # (H, D, rest)
+        rest = t[0].numel() if t.shape[0] else math.prod(t.shape[1:])  # explicit: 0 rows
+        heads = t.reshape(t.shape[0] // D, D, rest).to(P.dtype)  # (H, D, rest)
         out.append((Pt @ heads).reshape(t.shape).to(t.dtype))
     return out[0], out[1], theta

@@ -21,15 +21,25 @@ float32, drifts at long positions: at ``n = 10^6`` a float32 angle is off by ~0.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from structmat._checks import as_tensor, check_choice, check_floating, check_ndim, fail, shape_str
+from structmat._checks import (
+    as_tensor,
+    check_choice,
+    check_even_int,
+    check_floating,
+    check_int,
+    check_ndim,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    fail,
+    shape_str,
+)
 from structmat.rope.kernel import LAYOUTS, compute_dtype, rotate_pairs
 from structmat.rope.scaling import RopeScaling, inverse_frequencies, parse_scaling
 
@@ -71,27 +81,24 @@ def _check_layout(layout: Any) -> None:
 
 
 def _check_base(base: Any) -> None:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1:
-        raise fail("base", "a number > 1", repr(base))
-    if not math.isfinite(base):
-        raise fail("base", "a finite number > 1", repr(base))
+    check_number(base, "base", 1.0, low_open=True)
 
 
 def _check_x(x: Any, rotary_dim: int | None) -> tuple[torch.Tensor, int]:
     """Validate x (..., L, D) and the rotary width; returns (x, R)."""
-    if not isinstance(x, torch.Tensor):
-        raise fail("x", "a torch.Tensor of shape (..., L, D)", type(x).__name__)
-    check_floating(x, "x")
+    check_tensor(x, "x", "(..., L, D)", kind="float")
     check_ndim(x, "x", 2, "(..., L, D)", at_least=True)
     D = x.shape[-1]
-    R = D if rotary_dim is None else rotary_dim
-    if isinstance(R, bool) or not isinstance(R, int) or R < 2 or R > D:
-        raise fail("rotary_dim", f"an even integer in [2, {D}] (x's last dim)", repr(rotary_dim))
-    if R % 2:
-        what = "rotary_dim" if rotary_dim is not None else "x"
-        got = repr(R) if rotary_dim is not None else f"shape {shape_str(x.shape)} (D odd)"
-        raise fail(what, "an even number of rotary channels (pairs)", got)
-    return x, R
+    if rotary_dim is None:
+        # all D channels rotate: x itself must hold whole pairs
+        if D < 2 or D % 2:
+            got = f"shape {shape_str(x.shape)} (D odd)" if D % 2 else f"shape {shape_str(x.shape)}"
+            raise fail("x", "an even number of rotary channels (pairs)", got)
+        return x, D
+    check_int(rotary_dim, "rotary_dim", 2, D, wanted=f"an even integer in [2, {D}] (x's last dim)")
+    if rotary_dim % 2:
+        raise fail("rotary_dim", "an even number of rotary channels (pairs)", repr(rotary_dim))
+    return x, rotary_dim
 
 
 def _positions(positions: Any, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +170,8 @@ def apply_rotary(
     x, R = _check_x(x, rotary_dim)
     _check_layout(layout)
     _check_base(base)
+    if seq_len is not None:
+        check_positive_int(seq_len, "seq_len")
     spec = parse_scaling(scaling)
     pos = _positions(positions, x)
     if freqs is not None:
@@ -223,8 +232,7 @@ class RotaryEmbedding(nn.Module):
         scaling: Any = None,
     ) -> None:
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
-            raise fail("dim", "an even integer >= 2 (rotary channels)", repr(dim))
+        check_even_int(dim, "dim", wanted="an even integer >= 2 (rotary channels)")
         _check_base(base)
         _check_layout(layout)
         self.dim = dim
@@ -281,6 +289,7 @@ class RotaryEmbedding(nn.Module):
         The cache grows to the next power of two past ``length``. The tables are
         computed in float64 and rounded once to ``dtype``.
         """
+        check_int(length, "length", 0)
         device = torch.device(device)
         freq_key = self._dynamic_len if self._is_dynamic else None
         hit = self._cache.get((device, dtype))
@@ -313,6 +322,8 @@ class RotaryEmbedding(nn.Module):
             (..., L, D) tensor of x's dtype.
         """
         x, _ = _check_x(x, self.dim)
+        if seq_len is not None:
+            check_positive_int(seq_len, "seq_len")
         L = x.shape[-2]
         if isinstance(offset, torch.Tensor):
             if offset.is_floating_point() or offset.is_complex() or offset.dtype == torch.bool:
@@ -324,8 +335,7 @@ class RotaryEmbedding(nn.Module):
                 raise fail("offset", "offsets >= 0", f"min {int(offset.min())}")
             stop = int(offset.max()) + L
         else:
-            if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
-                raise fail("offset", "an int >= 0 or a (B,) integer tensor", repr(offset))
+            check_int(offset, "offset", 0, wanted="an int >= 0 or a (B,) integer tensor")
             offset = int(offset)
             stop = offset + L
         if self._is_dynamic:
@@ -362,8 +372,7 @@ def layout_permutation(dim: int, source: str = "half", target: str = "interleave
     Returns:
         (dim,) int64 permutation.
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
-        raise fail("dim", "an even integer >= 2", repr(dim))
+    check_even_int(dim, "dim")
     check_choice(source, "source", LAYOUTS)
     check_choice(target, "target", LAYOUTS)
     h = dim // 2
@@ -394,6 +403,7 @@ def convert_rotary_weight(
     """
     w = as_tensor(weight, "weight")
     check_ndim(w, "weight", 1, "(H * head_dim, ...)", at_least=True)
+    check_even_int(head_dim, "head_dim")
     perm = layout_permutation(head_dim, source, target).to(w.device)
     if w.shape[0] % head_dim:
         raise fail(

@@ -38,7 +38,14 @@ from typing import Any
 
 import torch
 
-from structmat._checks import check_choice, fail
+from structmat._checks import (
+    check_choice,
+    check_even_int,
+    check_int,
+    check_number,
+    check_positive_int,
+    fail,
+)
 
 __all__ = ["SCALING_KINDS", "RopeScaling", "inverse_frequencies", "parse_scaling"]
 
@@ -129,18 +136,14 @@ def parse_scaling(scaling: Any, name: str = "scaling") -> RopeScaling | None:
     else:
         raise fail(name, "None, a RopeScaling or a rope_scaling dict", type(scaling).__name__)
     check_choice(spec.kind, f"{name}.kind", SCALING_KINDS)
-    if not (
-        isinstance(spec.factor, (int, float)) and math.isfinite(spec.factor) and spec.factor > 0
-    ):
-        raise fail(f"{name}.factor", "a finite number > 0", repr(spec.factor))
+    check_number(spec.factor, f"{name}.factor", 0.0, low_open=True)
     if spec.kind in _NEEDS_TRAIN_LEN:
-        n = spec.original_max_position_embeddings
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise fail(
-                f"{name}.original_max_position_embeddings",
-                f"the trained context length (an integer >= 1) for {spec.kind!r} scaling",
-                repr(n),
-            )
+        check_int(
+            spec.original_max_position_embeddings,
+            f"{name}.original_max_position_embeddings",
+            1,
+            wanted=f"the trained context length (an integer >= 1) for {spec.kind!r} scaling",
+        )
     if spec.kind == "llama3" and not spec.high_freq_factor > spec.low_freq_factor > 0:
         raise fail(
             f"{name}.high_freq_factor",
@@ -176,10 +179,10 @@ def inverse_frequencies(
         (inv_freq, attention_factor): inv_freq (dim/2,) float64 on the CPU, and the
         factor cos and sin are multiplied by (YaRN's temperature; 1.0 otherwise).
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
-        raise fail("dim", "an even integer >= 2 (rotary channels)", repr(dim))
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 < base < math.inf:
-        raise fail("base", "a finite number > 1", repr(base))
+    check_even_int(dim, "dim", wanted="an even integer >= 2 (rotary channels)")
+    check_number(base, "base", 1.0, low_open=True)
+    if seq_len is not None:
+        check_positive_int(seq_len, "seq_len")
     spec = parse_scaling(scaling)
     i2 = torch.arange(0, dim, 2, dtype=torch.float64)  # 2i, (dim/2,)
     if spec is None:
