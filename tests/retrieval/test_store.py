@@ -96,13 +96,14 @@ def test_flipped_byte_in_any_array_is_detected(tmp_path: Path) -> None:
             CURIndex.load(path)
 
 
-def _rewrite_meta(path: Path, change: dict) -> None:
+def _rewrite_meta(path: Path, change: dict, drop: str | None = None) -> None:
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
     with safe_open(path, framework="numpy") as f:
         meta = json.loads(f.metadata()["structmat"])
     meta.update(change)
+    meta.pop(drop or "", None)
     save_file(load_file(path), path, metadata={"structmat": json.dumps(meta)})
 
 
@@ -133,3 +134,59 @@ def test_foreign_newer_and_mismatched_files_are_refused(tmp_path: Path) -> None:
         CURIndex.load(tmp_path / "missing")
     with pytest.raises(ValueError, match=r"expected an existing file, got a directory"):
         CURIndex.load(tmp_path)
+
+
+def test_a_changed_configuration_is_detected_and_old_files_warn(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    path = tmp_path / "index.safetensors"
+    _index(seed=3)[0].save(path)
+    assert sorted(load_file(path)) == [  # plain safetensors reads every array
+        "R", "items_offsets", "items_utf8", "queries_offsets", "queries_utf8",
+    ]  # fmt: skip
+    _rewrite_meta(path, {"config": {**_config(path), "seed": 4}})
+    with pytest.raises(
+        ValueError, match=r"index file .*: expected an intact file .*, got a corrupt file "
+        r"\(metadata checksum mismatch\)",
+    ):  # fmt: skip
+        CURIndex.load(path)
+    _index(seed=3)[0].save(path)
+    _rewrite_meta(path, {"checksum": None}, drop="checksum")  # as written before checksums
+    with pytest.warns(UserWarning, match=r"written before metadata checksums"):
+        assert CURIndex.load(path).seed == 3
+
+
+def _config(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        return json.loads(f.metadata()["structmat"])["config"]
+
+
+def test_a_full_disk_keeps_the_previous_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+    import re
+
+    path = tmp_path / "index.safetensors"
+    index = _index()[0]
+    index.save(path)
+    before = path.read_bytes()
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:  # the data did not fit: the kernel reports it on fsync
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("structmat._io.os.fsync", full)
+    pattern = (
+        rf"^path: expected room to write the index {re.escape(str(path))}, got \[Errno 28\] "
+        r"No space left on device; the previous index, if any, is intact$"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        index.save(path)
+    monkeypatch.setattr("structmat._io.os.fsync", real_fsync)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["index.safetensors"]  # no temp file
+    np.testing.assert_array_equal(CURIndex.load(path)._r, index._r)
