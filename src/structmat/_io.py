@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -242,6 +243,21 @@ def _member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     return _from_bytes(buf, shape, fortran, dtype)
 
 
+def _check_comment_length(path: str | os.PathLike[str], have: int) -> None:
+    """Refuse a zip whose end record declares a longer comment than is there: zipfile
+    reads such a file, so a truncation inside the comment (the sha256) would pass."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 22 - 65535))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at >= 0 and at + 22 <= len(tail):
+        (declared,) = struct.unpack("<H", tail[at + 20 : at + 22])
+        if declared != have:
+            raise _Bad(f"a truncated zip archive (comment of {have} of {declared} bytes)")
+
+
 def _read_zip(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], bytes]:
     """Every member of an ``.npz`` and the archive comment."""
     arrays: dict[str, np.ndarray] = {}
@@ -252,6 +268,7 @@ def _read_zip(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], byte
                     raise _Bad(f"member {info.filename!r}, which is not a .npy array")
                 arrays[info.filename[:-4]] = _member(z, info)
             comment = z.comment
+        _check_comment_length(path, len(comment))
     except (_Bad, _CRCError):
         raise
     except zipfile.BadZipFile as err:
