@@ -113,7 +113,7 @@ def test_errors():
         linear_attention(q, k, v, causal=True, chunk_size=0)
     with pytest.raises(ValueError, match=r"q: expected length Lq = L = 5 when causal, got Lq = 3"):
         linear_attention(q[:, :, :3], k, v, causal=True)
-    with pytest.raises(ValueError, match=r"eps: expected a number >= 0"):
+    with pytest.raises(ValueError, match=r"eps: expected a finite number >= 0"):
         linear_attention(q, k, v, eps=-1.0)
     with pytest.raises(ValueError, match=r"q: expected shape \(B, H, D\)"):
         linear_attention_step(q, k[:, :, 0], v[:, :, 0])

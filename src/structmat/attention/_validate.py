@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from structmat._checks import check_finite, check_floating, check_ndim, fail, shape_str
+from structmat._checks import (
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_number,
+    fail,
+    shape_str,
+)
 
 _QKV = "(B, H, L, D)"
 
@@ -58,6 +67,12 @@ def check_mask(mask: torch.Tensor | None, batch: int, length: int) -> torch.Tens
             f"shape {shape_str(mask.shape)}",
         )
     return mask
+
+
+def check_scale(scale: Any) -> None:
+    """A score scale: None (1/sqrt(D)) or a finite number."""
+    if scale is not None:
+        check_number(scale, "scale")
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -17,7 +17,14 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from structmat._checks import check_choice, check_ndim, check_positive_int, fail
+from structmat._checks import (
+    check_choice,
+    check_ndim,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    fail,
+)
 from structmat.attention._validate import check_mask, check_qkv, compute_dtype
 
 __all__ = [
@@ -146,8 +153,7 @@ def _causal(
 def _check_common(feature_map: str, chunk_size: int, eps: float) -> None:
     check_choice(feature_map, "feature_map", FEATURE_MAPS)
     check_positive_int(chunk_size, "chunk_size")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise fail("eps", "a number >= 0", repr(eps))
+    check_number(eps, "eps", 0.0)
 
 
 def linear_attention(
@@ -237,6 +243,8 @@ def causal_linear_attention(
 def _check_state(state: LinearAttentionState, b: int, h: int, d: int, dv: int) -> None:
     if not isinstance(state, LinearAttentionState):
         raise fail("state", "a LinearAttentionState or None", type(state).__name__)
+    check_tensor(state.kv, "state.kv", "(B, H, D, Dv)", kind="float")
+    check_tensor(state.k_sum, "state.k_sum", "(B, H, D)", kind="float")
     if state.kv.shape != (b, h, d, dv) or state.k_sum.shape != (b, h, d):
         raise fail(
             "state",

@@ -22,7 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import orthogonal
 
-from structmat._checks import check_choice, check_ndim, check_positive_int, fail, shape_str
+from structmat._checks import (
+    check_choice,
+    check_finite,
+    check_positive_int,
+    check_tensor,
+    fail,
+    shape_str,
+)
 from structmat.attention._validate import check_mask, compute_dtype
 from structmat.attention.conv import sequence_conv
 from structmat.attention.linear import FEATURE_MAPS, _causal, _noncausal, apply_feature_map
@@ -144,13 +151,16 @@ class MultiHeadAttention(nn.Module):
         Returns:
             (B, L, d_model).
         """
-        if not isinstance(x, torch.Tensor):
-            raise fail("x", "a tensor (B, L, d_model)", type(x).__name__)
-        check_ndim(x, "x", 3, "(B, L, d_model)")
+        check_tensor(x, "x", "(B, L, d_model)", 3)
         if x.shape[-1] != self.d_model:
             raise fail(
                 "x", f"shape (B, L, d_model = {self.d_model})", f"shape {shape_str(x.shape)}"
             )
+        wdt = self.q_proj.weight.dtype
+        if x.dtype != wdt:
+            raise fail("x", f"dtype {wdt} (the layer's; convert it with .to())", f"dtype {x.dtype}")
+        # as the functional attention: NaN / inf inputs are rejected, not propagated
+        check_finite(x, "x")
         b, length, _ = x.shape
         mask = check_mask(mask, b, length)
         if self.mixer == "nystrom":

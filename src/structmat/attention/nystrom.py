@@ -26,8 +26,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from structmat._checks import check_choice, check_positive_int, fail
-from structmat.attention._validate import check_mask, check_qkv, compute_dtype
+from structmat._checks import (
+    check_choice,
+    check_finite,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    fail,
+)
+from structmat.attention._validate import check_mask, check_qkv, check_scale, compute_dtype
 
 __all__ = [
     "PINV_METHODS",
@@ -82,7 +89,10 @@ def landmarks(
         means (B, H, m, D) (0 for an empty segment) and valid (B, m) bool (segment not
         empty: false only when fewer than m tokens are kept).
     """
+    check_tensor(x, "x", "(B, H, L, D)", 4, kind="float")
     b, h, length, d = x.shape
+    check_positive_int(num_landmarks, "num_landmarks")
+    mask = check_mask(mask, b, length)
     m = num_landmarks
     if mask is None and length % m == 0:
         means = x.reshape(b, h, m, length // m, d).mean(dim=-2)  # (B, H, m, D)
@@ -136,9 +146,15 @@ def newton_schulz_pinv(
     if not isinstance(a, torch.Tensor) or a.ndim < 2 or not a.is_floating_point():
         got = f"shape {tuple(a.shape)}" if isinstance(a, torch.Tensor) else type(a).__name__
         raise fail("a", "a floating tensor (..., m, n)", got)
+    # NaN would make the convergence test meaningless (it never converges, never diverges)
+    check_finite(a, "a")
     if iterations is not None:
         check_positive_int(iterations, "iterations", minimum=0)
+    if tol is not None:
+        check_number(tol, "tol", 0.0, low_open=True)
     check_positive_int(max_iterations, "max_iterations")
+    if a.shape[-1] == 0 or a.shape[-2] == 0:  # pinv of an empty (m, n) matrix: empty (n, m)
+        return a.new_zeros(*a.shape[:-2], a.shape[-1], a.shape[-2])
     return newton_schulz_pinv_info(a, iterations, tol, max_iterations)[0]
 
 
@@ -242,6 +258,7 @@ def nystrom_attention(
             f"L = {q.shape[2]}",
         )
     mask = check_mask(mask, q.shape[0], q.shape[2])
+    check_scale(scale)
     return _nystrom(q, k, v, num_landmarks, pinv, pinv_iterations, mask, scale)
 
 

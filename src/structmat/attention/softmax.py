@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from structmat.attention._validate import check_mask, check_qkv
+from structmat.attention._validate import check_mask, check_qkv, check_scale
 
 __all__ = ["causal_keep", "softmax_attention"]
 
@@ -49,6 +49,7 @@ def softmax_attention(
     """
     check_qkv(q, k, v)
     mask = check_mask(mask, k.shape[0], k.shape[2])
+    check_scale(scale)
     return _softmax(q, k, v, causal, mask, scale)
 
 
