@@ -14,6 +14,7 @@ arrays are untouched, so plain ``numpy.load`` reads the same keys as before.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -38,6 +39,7 @@ __all__ = [
     "first_line",
     "load_npz",
     "read_npy",
+    "remove_stale_temps",
     "save_npz",
     "write_json",
     "write_or_fail",
@@ -69,6 +71,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> None:
+    """Delete temporaries ``atomic_write`` left beside ``path`` when killed (kill -9)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_or_fail(

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from structmat._io import remove_stale_temps
 from structmat.cli._common import CLIError
 
 __all__ = ["read_texts", "register"]
@@ -72,6 +73,7 @@ def _build(args: argparse.Namespace) -> int:
     score = scorer_from_spec(args.scorer)
     # Finished batches are kept beside the output, so rerunning an interrupted build resumes.
     checkpoint = out.with_name(out.name + ".partial.npz")
+    remove_stale_temps(out)  # an index write killed (kill -9) leaves its temporary
     if checkpoint.exists():
         print(f"resuming from {checkpoint}", file=sys.stderr)
     executor = None

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from structmat._checks import fail, shape_str
-from structmat._io import load_npz, save_npz
+from structmat._io import load_npz, remove_stale_temps, save_npz
 
 __all__ = ["Scorer", "as_score_block", "score_matrix"]
 
@@ -180,6 +180,7 @@ class _Checkpoint:
                 the wrong shape, dtype or with NaN.
         """
         blocks: list[np.ndarray | None] = [None] * len(sizes)
+        remove_stale_temps(self.path)  # a build killed while saving leaves its temporary
         if not self.path.exists():
             return blocks
         arrays = load_npz(
