@@ -10,12 +10,22 @@ factorisations.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from structmat._checks import fail
+from structmat._checks import (
+    check_finite,
+    check_same_last_dim,
+    check_square,
+    check_symmetric,
+    check_tensor,
+    fail,
+    shape_str,
+)
 from structmat._numerics import safe_sqrt
 
-__all__ = ["nuclear_norm", "sqrt_factor", "trace_sqrt_product"]
+__all__ = ["nuclear_norm", "sqrt_factor", "trace_sqrt_product", "trace_sqrt_product_unchecked"]
 
 
 def sqrt_factor(cov: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
@@ -84,11 +94,42 @@ def trace_sqrt_product(cov1: torch.Tensor, cov2: torch.Tensor) -> torch.Tensor:
     """``tr (S1^{1/2} S2 S1^{1/2})^{1/2}`` for symmetric PSD ``S1, S2`` (..., d, d).
 
     Equals ``sum(sqrt(eig(S1 S2)))`` and the nuclear norm of ``F2ᵀ F1``.
-    Inputs must already be validated, symmetric and of one dtype.
+
+    Args:
+        cov1, cov2: (..., d, d) symmetric PSD, float32 or float64, one dtype,
+            broadcastable batch dims.
 
     Returns:
         (...,) the trace, differentiable.
+
+    Raises:
+        ValueError: not such tensors, non-finite or non-symmetric entries, not PSD.
     """
+    _check_covariances(cov1, cov2)
+    return trace_sqrt_product_unchecked(cov1, cov2)
+
+
+def _check_covariances(cov1: Any, cov2: Any) -> None:
+    for name, c in (("cov1", cov1), ("cov2", cov2)):
+        check_tensor(c, name, "(..., d, d)", kind="float")
+        # the factorisations (Cholesky, eigh) have no 16-bit CPU kernels
+        if c.dtype not in (torch.float32, torch.float64):
+            raise fail(name, "dtype float32 or float64", f"dtype {c.dtype}")
+        check_square(c, name)
+        check_finite(c, name)
+        check_symmetric(c, name)
+    if cov2.dtype != cov1.dtype:
+        raise fail("cov2", f"the dtype of cov1 ({cov1.dtype})", f"dtype {cov2.dtype}")
+    check_same_last_dim(cov2, "cov2", cov1.shape[-1], "cov1")
+    try:
+        torch.broadcast_shapes(cov1.shape[:-2], cov2.shape[:-2])
+    except RuntimeError as err:
+        wanted = f"batch dims broadcastable with cov1 {shape_str(cov1.shape)}"
+        raise fail("cov2", wanted, f"shape {shape_str(cov2.shape)}") from err
+
+
+def trace_sqrt_product_unchecked(cov1: torch.Tensor, cov2: torch.Tensor) -> torch.Tensor:
+    """``trace_sqrt_product`` for inputs the caller has validated (the distances)."""
     f1, ok1 = sqrt_factor(cov1, "cov1")
     f2, ok2 = sqrt_factor(cov2, "cov2")
     g = f2.transpose(-1, -2) @ f1  # (..., d, d)

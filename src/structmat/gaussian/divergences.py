@@ -32,7 +32,7 @@ from structmat._checks import (
     fail,
 )
 from structmat._numerics import safe_sqrt
-from structmat.gaussian._linalg import trace_sqrt_product
+from structmat.gaussian._linalg import trace_sqrt_product_unchecked
 
 __all__ = [
     "bhattacharyya_distance",
@@ -48,8 +48,9 @@ _Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 def _prepare(mu1: Any, cov1: Any, mu2: Any, cov2: Any, dtype: torch.dtype | None) -> _Pair:
     """Validate, convert to ``dtype`` (float64 by default), symmetrise and broadcast."""
     dtype = torch.float64 if dtype is None else dtype
-    if not dtype.is_floating_point:
-        raise fail("dtype", "a floating-point torch dtype", str(dtype))
+    # float32 / float64 only: Cholesky and eigh have no 16-bit CPU kernels
+    if dtype not in (torch.float32, torch.float64):
+        raise fail("dtype", "a floating-point torch dtype (float32 or float64)", str(dtype))
     out = []
     for name, x, is_cov in (
         ("mu1", mu1, False),
@@ -207,7 +208,7 @@ def frechet_distance(
     traces = torch.diagonal(c1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(
         c2, dim1=-2, dim2=-1
     ).sum(-1)
-    value = (m1 - m2).square().sum(dim=-1) + traces - 2.0 * trace_sqrt_product(c1, c2)
+    value = (m1 - m2).square().sum(dim=-1) + traces - 2.0 * trace_sqrt_product_unchecked(c1, c2)
     return value.clamp(min=0.0)
 
 

@@ -50,10 +50,11 @@ def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x * y).sum(dim=-1, keepdim=True)
 
 
-def _prepare(a: Any, b: Any, x: Any = None) -> tuple[torch.Tensor, ...]:
-    """Validate; return unit a, unit b (and x) in one floating dtype."""
+def _prepare(a: Any, b: Any, *x: Any) -> tuple[torch.Tensor, ...]:
+    """Validate; return unit a, unit b (and x, when given) in one floating dtype."""
+    # x comes as *x, not x=None: an x of None passed by the user is an error to report
     ta, tb = as_tensor(a, "a"), as_tensor(b, "b")
-    tensors = [ta, tb] + ([as_tensor(x, "x")] if x is not None else [])
+    tensors = [ta, tb] + [as_tensor(t, "x") for t in x]
     # Promote among the floating inputs; integer inputs take that dtype (or the default).
     floats = [t.dtype for t in tensors if t.is_floating_point()]
     dtype = functools.reduce(torch.promote_types, floats) if floats else torch.get_default_dtype()
