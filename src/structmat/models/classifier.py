@@ -6,12 +6,20 @@ residual blocks (pre- or post-norm) -> pooling over real positions -> head.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from structmat._checks import check_choice, check_ndim, check_positive_int, fail, shape_str
+from structmat._checks import (
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    fail,
+    shape_str,
+)
 from structmat.models.mixers import build_mixer
 from structmat.models.norms import NORMS, build_norm
 
@@ -112,12 +120,14 @@ class SequenceModel(nn.Module):
             ("num_targets", num_targets),
             ("heads", heads),
             ("length", length),
+            ("ffn_mult", ffn_mult),
         ):
             check_positive_int(val, name)
         check_choice(pool, "pool", POOLS)
         check_choice(norm, "norm", NORMS)
-        if not 0.0 <= dropout < 1.0:
-            raise fail("dropout", "a probability in [0, 1)", repr(dropout))
+        check_number(dropout, "dropout", 0.0, 1.0, high_open=True, wanted="a probability in [0, 1)")
+        if mixer_options is not None and not isinstance(mixer_options, Mapping):
+            raise fail("mixer_options", "a dict of mixer settings or None", repr(mixer_options))
         self.num_tokens, self.input_dim = num_tokens, input_dim
         self.num_outputs, self.num_targets, self.pool = num_outputs, num_targets, pool
         self.mixer_name = mixer
@@ -155,15 +165,24 @@ class SequenceModel(nn.Module):
 
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
         if self.num_tokens is not None:
-            check_ndim(x, "x", 2, "(B, L) token ids")
+            check_tensor(x, "x", "(B, L) token ids", 2)
             if x.dtype not in (torch.int64, torch.int32):
                 raise fail("x", "integer token ids (B, L)", f"dtype {x.dtype}")
+            # an id outside the vocabulary would be an IndexError inside nn.Embedding
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.num_tokens):
+                got = f"ids in [{int(x.min())}, {int(x.max())}]"
+                raise fail("x", f"token ids in [0, num_tokens = {self.num_tokens})", got)
         else:
-            check_ndim(x, "x", 3, f"(B, L, C = {self.input_dim})")
+            check_tensor(x, "x", f"(B, L, C = {self.input_dim})", 3)
             if x.shape[-1] != self.input_dim:
                 raise fail(
                     "x", f"shape (B, L, C = {self.input_dim})", f"shape {shape_str(x.shape)}"
                 )
+            wdt = self.encoder.weight.dtype
+            if x.dtype != wdt:
+                raise fail("x", f"dtype {wdt} (the model's)", f"dtype {x.dtype}")
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            raise fail("mask", f"bool (B, L) = {shape_str(x.shape[:2])}", type(mask).__name__)
         if mask is not None and (
             mask.dtype != torch.bool or tuple(mask.shape) != tuple(x.shape[:2])
         ):
@@ -200,6 +219,7 @@ class SequenceClassifier(SequenceModel):
     """``SequenceModel`` whose outputs are class logits: (B, num_classes) or (B, K, num_classes)."""
 
     def __init__(self, num_classes: int, **kwargs: object) -> None:
+        check_positive_int(num_classes, "num_classes")  # named as the caller knows it
         super().__init__(num_classes, **kwargs)  # type: ignore[arg-type]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from structmat._checks import check_choice
+from structmat._checks import check_choice, check_positive_int
 
 __all__ = ["MIXERS", "MixerSpec", "build_mixer"]
 
@@ -127,7 +127,11 @@ def build_mixer(
         length: the longest sequence (caps the Nyström landmark count).
         options: mixer-specific settings (S4 mixers: ``d_state``, ``dt_min``, ``dt_max``).
     """
+    # reported as "mixer": the name SequenceModel and the CLI give this choice
     check_choice(name, "mixer", list(MIXERS))
+    check_positive_int(d_model, "d_model")
+    check_positive_int(heads, "heads")
+    check_positive_int(length, "length")
     return MIXERS[name].build(
         d_model, heads=heads, causal=causal, dropout=dropout, rope=rope, length=length, **options
     )

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from structmat._checks import check_choice
+from structmat._checks import check_choice, check_positive_int
 
 __all__ = ["NORMS", "MaskedBatchNorm", "build_norm"]
 
@@ -97,4 +97,5 @@ def build_norm(norm: str, d_model: int) -> nn.Module:
     """``"layer"`` (per position) or ``"batch"`` (per channel over batch and real positions);
     the module is called as ``norm(x, mask)``."""
     check_choice(norm, "norm", NORMS)
+    check_positive_int(d_model, "d_model")
     return _LayerNorm(d_model) if norm == "layer" else MaskedBatchNorm(d_model)
