@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "as_real_array",
     "as_tensor",
     "check_choice",
     "check_even_int",
@@ -78,6 +79,33 @@ def as_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tens
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     return t
+
+
+def as_real_array(x: Any, name: str, ndim: int, layout: str, finite: bool = True) -> np.ndarray:
+    """A real (integer or floating) NumPy array of rank ``ndim`` from a tensor, array or list.
+
+    Args:
+        layout: the wanted layout in words, e.g. ``"(k_q, N)"``.
+        finite: reject NaN and infinity.
+
+    Raises:
+        ValueError: not array-like (ragged lists included), not real, wrong rank, non-finite.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        # NumPy has no bfloat16 / float16 matmuls worth having: widen to float32
+        x = (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise fail(name, f"an array of shape {layout}", type(x).__name__) from err
+    if arr.dtype.kind not in "iuf":
+        raise fail(name, f"a real array of shape {layout}", f"dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise fail(name, f"shape {layout}", f"shape {shape_str(arr.shape)}")
+    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise fail(name, "finite values", "NaN or infinite entries")
+    return arr
 
 
 def check_floating(x: torch.Tensor, name: str) -> None:

@@ -12,14 +12,33 @@ the anchors must span the column space of R (k_q × N) well. Three rules:
   then the item nearest each centroid: anchors that cover the item population.
 
 Every rule is deterministic given ``seed``, so a saved index reproduces its
-anchors after loading.
+anchors after loading. ``cur_query_weights`` and ``cur_approximate_scores`` are the
+solve on the chosen anchors (ANNCUR Eq. 2).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["ANCHOR_METHODS", "select_anchor_items"]
+from structmat._checks import (
+    as_real_array,
+    check_choice,
+    check_int,
+    check_number,
+    fail,
+    shape_str,
+)
+
+__all__ = [
+    "ANCHOR_METHODS",
+    "check_rcond",
+    "check_seed",
+    "cur_approximate_scores",
+    "cur_query_weights",
+    "select_anchor_items",
+]
 
 ANCHOR_METHODS = ("random", "leverage", "kmeans")
 
@@ -29,19 +48,72 @@ _KMEANS_SAMPLE = 50_000
 _KMEANS_ITERS = 25
 
 
-def select_anchor_items(r: np.ndarray, k: int, method: str, seed: int) -> np.ndarray:
+def check_seed(seed: Any) -> None:
+    """An integer >= 0 (what ``np.random.default_rng`` takes)."""
+    check_int(seed, "seed", wanted="an integer")
+    if seed < 0:
+        raise fail("seed", "an integer >= 0 (NumPy seeds are non-negative)", repr(seed))
+
+
+def check_rcond(rcond: Any) -> None:
+    check_number(rcond, "rcond", 0.0, 1.0, high_open=True)
+
+
+def cur_query_weights(c: Any, r_anchor: Any, rcond: float) -> np.ndarray:
+    """w = c · pinv(R[:, S]): the query's coordinates on the anchor queries.
+
+    Args:
+        c: (n, s) exact scores of n queries against the s anchor items S.
+        r_anchor: (k_q, s) the anchor queries' scores of the same items, R[:, S].
+        rcond: singular values <= rcond × the largest are treated as zero.
+
+    Returns:
+        w: (n, k_q) float64, so that the approximate scores are w · R (ANNCUR Eq. 2).
+    """
+    c = as_real_array(c, "c", 2, "(n, s)")
+    r_anchor = as_real_array(r_anchor, "r_anchor", 2, "(k_q, s)")
+    if r_anchor.shape[1] != c.shape[1]:
+        got = f"shape {shape_str(r_anchor.shape)}"
+        raise fail("r_anchor", f"s = {c.shape[1]} columns (to match c)", got)
+    check_rcond(rcond)
+    u = np.linalg.pinv(r_anchor.astype(np.float64), rcond=rcond)  # (s, k_q)
+    return c.astype(np.float64) @ u  # (n, k_q)
+
+
+def cur_approximate_scores(c: Any, r: Any, anchor_ids: Any, rcond: float) -> np.ndarray:
+    """ŝ = c · pinv(R[:, S]) · R, the CUR approximation of a query's scores (ANNCUR Eq. 2).
+
+    Args:
+        c: (n, s) exact scores against the anchor items; r: (k_q, N);
+        anchor_ids: (s,) the anchor items' column ids in r.
+
+    Returns:
+        ŝ: (n, N) float64.
+    """
+    r = as_real_array(r, "r", 2, "(k_q, N)")
+    ids = as_real_array(anchor_ids, "anchor_ids", 1, "(s,)")
+    if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= r.shape[1])):
+        raise fail("anchor_ids", f"integer column ids in [0, {r.shape[1]}) of r", repr(ids))
+    return cur_query_weights(c, r[:, ids], rcond) @ r.astype(np.float64)  # (n, N)
+
+
+def select_anchor_items(r: Any, k: int, method: str, seed: int) -> np.ndarray:
     """Pick ``k`` distinct anchor item ids from the columns of ``r``.
 
     Args:
         r: (k_q, N) anchor-query scores.
-        k: number of anchors, 1 <= k <= N (callers check).
+        k: number of anchors, 1 <= k <= N.
         method: one of ``ANCHOR_METHODS``.
-        seed: seed of the NumPy generator that drives the choice.
+        seed: seed of the NumPy generator that drives the choice (>= 0).
 
     Returns:
         ids: (k,) int64 item ids, distinct, sorted ascending.
     """
+    r = as_real_array(r, "r", 2, "(k_q, N)")
     n = r.shape[1]
+    check_int(k, "k", 1, n, wanted=f"a count in [1, {n}] (the columns of r)")
+    check_choice(method, "method", ANCHOR_METHODS)
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     if method == "random":
         ids = rng.choice(n, size=k, replace=False)
@@ -49,7 +121,7 @@ def select_anchor_items(r: np.ndarray, k: int, method: str, seed: int) -> np.nda
         ids = _leverage(r, k, rng)
     elif method == "kmeans":
         ids = _kmeans(r, k, rng)
-    else:  # callers validate with check_choice
+    else:  # checked above
         raise AssertionError(method)
     return np.sort(ids.astype(np.int64))
 

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from structmat._checks import check_positive_int, fail
+from structmat._checks import check_number, check_positive_int, fail
 from structmat.retrieval.build import as_score_block
+from structmat.retrieval.scorers import item_ids
 
 __all__ = ["BM25", "rerank", "tokenize"]
 
@@ -42,8 +43,14 @@ class BM25:
     """
 
     def __init__(self, docs: Sequence[str], k1: float = 1.5, b: float = 0.75) -> None:
+        if not isinstance(docs, Sequence) or isinstance(docs, str):
+            raise fail("docs", "a sequence of texts", type(docs).__name__)
         if len(docs) == 0:
             raise fail("docs", "at least one document", "none")
+        if not all(isinstance(d, str) for d in docs):
+            raise fail("docs", "texts (str)", "a non-str entry")
+        check_number(k1, "k1", 0.0)
+        check_number(b, "b", 0.0, 1.0)
         self.k1, self.b = k1, b
         counts = [Counter(tokenize(d)) for d in docs]
         lengths = np.array([sum(c.values()) for c in counts], dtype=np.float64)  # (N,)
@@ -67,6 +74,8 @@ class BM25:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 scores of ``query`` against every document: (N,) float64."""
+        if not isinstance(query, str):
+            raise fail("query", "a text (str)", type(query).__name__)
         out = np.zeros(self.num_docs)
         for term, qtf in Counter(tokenize(query)).items():
             hit = self._index.get(term)
@@ -76,6 +85,7 @@ class BM25:
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` documents: (scores (k,), ids (k,)), best first, ties to the smaller id."""
+        check_positive_int(k, "k")
         s = self.scores(query)
         order = np.lexsort((np.arange(self.num_docs), -s))[: min(k, self.num_docs)]
         return s[order], order
@@ -98,7 +108,11 @@ def rerank(
     Returns:
         (scores (k,), ids (k,)): exact scores, best first, ties to the smaller id.
     """
-    cand = np.asarray(candidates, dtype=np.int64)
+    if not callable(score):
+        raise fail("score", "a callable score(queries, items)", type(score).__name__)
+    if not isinstance(items, Sequence):
+        raise fail("items", "a sequence of items", type(items).__name__)
+    cand = item_ids(candidates, "candidates", len(items))
     check_positive_int(k, "k")
     if k > len(cand):
         raise fail("k", f"<= the number of candidates ({len(cand)})", repr(k))

@@ -35,8 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from structmat._checks import check_choice, check_positive_int, fail
-from structmat.retrieval.anchors import ANCHOR_METHODS, select_anchor_items
+from structmat._checks import as_real_array, check_choice, check_positive_int, fail
+from structmat.retrieval.anchors import (
+    ANCHOR_METHODS,
+    check_rcond,
+    check_seed,
+    cur_approximate_scores,
+    cur_query_weights,
+    select_anchor_items,
+)
 from structmat.retrieval.build import Scorer, as_score_block, score_matrix
 from structmat.retrieval.mips import BACKENDS, MIPS_KINDS, MIPSIndex
 from structmat.retrieval.store import read_index, write_index
@@ -44,34 +51,10 @@ from structmat.retrieval.store import read_index, write_index
 __all__ = ["CURIndex", "cur_approximate_scores", "cur_query_weights"]
 
 
-def cur_query_weights(c: np.ndarray, r_anchor: np.ndarray, rcond: float) -> np.ndarray:
-    """w = c · pinv(R[:, S]): the query's coordinates on the anchor queries.
-
-    Args:
-        c: (n, s) exact scores of n queries against the s anchor items S.
-        r_anchor: (k_q, s) the anchor queries' scores of the same items, R[:, S].
-        rcond: singular values <= rcond × the largest are treated as zero.
-
-    Returns:
-        w: (n, k_q) float64, so that the approximate scores are w · R (ANNCUR Eq. 2).
-    """
-    u = np.linalg.pinv(r_anchor.astype(np.float64), rcond=rcond)  # (s, k_q)
-    return c.astype(np.float64) @ u  # (n, k_q)
-
-
-def cur_approximate_scores(
-    c: np.ndarray, r: np.ndarray, anchor_ids: np.ndarray, rcond: float
-) -> np.ndarray:
-    """ŝ = c · pinv(R[:, S]) · R, the CUR approximation of a query's scores (ANNCUR Eq. 2).
-
-    Args:
-        c: (n, s) exact scores against the anchor items; r: (k_q, N);
-        anchor_ids: (s,) the anchor items' column ids in r.
-
-    Returns:
-        ŝ: (n, N) float64.
-    """
-    return cur_query_weights(c, r[:, anchor_ids], rcond) @ r.astype(np.float64)  # (n, N)
+def _check_sequence(x: Any, name: str) -> None:
+    # queries and items are whatever the scorer takes, but they come as a sequence
+    if not isinstance(x, Sequence) or isinstance(x, (str, bytes)):
+        raise fail(name, "a sequence (list) of queries or items", type(x).__name__)
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -117,9 +100,14 @@ class CURIndex:
         mips: str = "flat",
         scorer_spec: str | None = None,
     ) -> None:
-        arr = np.asarray(r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r)
-        if arr.dtype.kind != "f" or arr.ndim != 2:
+        arr = as_real_array(r, "r", 2, "(k_q, N)", finite=False)
+        if arr.dtype.kind != "f":
             raise fail("r", "a 2-D float array (k_q, N)", f"dtype {arr.dtype}, ndim {arr.ndim}")
+        _check_sequence(items, "items")
+        if anchor_queries is not None:
+            _check_sequence(anchor_queries, "anchor_queries")
+        if score is not None and not callable(score):
+            raise fail("score", "a callable score(queries, items) or None", type(score).__name__)
         if arr.shape[1] != len(items):
             raise fail("items", f"{arr.shape[1]} items (columns of r)", f"{len(items)} items")
         if anchor_queries is not None and len(anchor_queries) != arr.shape[0]:
@@ -162,8 +150,7 @@ class CURIndex:
 
     @seed.setter
     def seed(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise fail("seed", "an integer", repr(value))
+        check_seed(value)
         self._seed = int(value)
         self._anchor_cache.clear()
 
@@ -173,8 +160,7 @@ class CURIndex:
 
     @rcond.setter
     def rcond(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise fail("rcond", "a number in [0, 1)", repr(value))
+        check_rcond(value)
         self._rcond = float(value)
         self._anchor_cache.clear()
 
@@ -214,6 +200,8 @@ class CURIndex:
         """
         if not callable(score):
             raise fail("score", "a callable score(queries, items)", type(score).__name__)
+        _check_sequence(anchor_queries, "anchor_queries")
+        _check_sequence(items, "items")
         if len(anchor_queries) < 1:
             raise fail("anchor_queries", "at least one query", "none")
         if len(items) < 1:
@@ -345,6 +333,7 @@ class CURIndex:
         never materialises this matrix.
         """
         ids, u = self._anchors(anchor_items)
+        _check_sequence(queries, "queries")
         c = self._score(list(queries), ids)  # (n, k_i)
         w = c.astype(np.float64) @ u  # (n, k_q)
         return torch.from_numpy(w @ self._r.astype(np.float64))  # (n, N)
@@ -389,6 +378,7 @@ class CURIndex:
         The anchors of all queries are scored in one call ``score(queries, anchors)``;
         each query's candidates in one call ``score([query], candidates)`` per round.
         """
+        _check_sequence(queries, "queries")
         queries = list(queries)
         check_positive_int(k, "k")
         check_positive_int(budget, "budget")

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from structmat._checks import fail
+from structmat._checks import (
+    as_real_array,
+    check_choice,
+    check_int,
+    check_positive_int,
+    fail,
+    shape_str,
+)
 
 __all__ = ["BACKENDS", "MIPS_KINDS", "MIPSIndex", "faiss_available"]
 
@@ -48,6 +55,11 @@ class MIPSIndex:
         hnsw_m: int = 32,
         ef_search: int = 256,
     ) -> None:
+        r = as_real_array(r, "r", 2, "(k_q, N)")
+        check_choice(backend, "backend", BACKENDS)
+        check_choice(kind, "kind", MIPS_KINDS)
+        check_positive_int(hnsw_m, "hnsw_m")
+        check_positive_int(ef_search, "ef_search")
         if backend == "auto":
             backend = "faiss" if faiss_available() else "numpy"
         if kind == "hnsw" and backend != "faiss":
@@ -90,6 +102,11 @@ class MIPSIndex:
             (scores, ids): (n, m) approximate scores and (n, m) int64 column ids,
             best first; ties in the NumPy backend go to the smaller id.
         """
+        w = as_real_array(w, "w", 2, "(n, k_q)")
+        if w.shape[1] != self.dim:
+            got = f"shape {shape_str(w.shape)}"
+            raise fail("w", f"k_q = {self.dim} columns (the rows of r)", got)
+        check_int(m, "m", 1, self.size, wanted=f"a count in [1, {self.size}] (the columns of r)")
         if self.backend == "faiss":
             q = np.ascontiguousarray(w, dtype=np.float32)  # (n, k_q)
             if self.kind == "flat":

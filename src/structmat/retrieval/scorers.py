@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from structmat._checks import as_tensor, check_ndim, check_positive_int, fail
+from structmat._checks import as_real_array, check_positive_int, fail
 
 __all__ = [
     "BiEncoderScorer",
@@ -327,6 +327,18 @@ class BiEncoderScorer(_TokenEncoder):
         return self.encode(queries) @ self.encode(items).T  # (Q, N)
 
 
+def item_ids(ids: Any, name: str, n: int) -> np.ndarray:
+    """A 1-D sequence of integer ids in [0, n): (m,) int64."""
+    arr = np.asarray(ids) if isinstance(ids, (Sequence, np.ndarray, torch.Tensor)) else None
+    if arr is not None and arr.size == 0:
+        arr = arr.astype(np.int64)  # an empty list is float64 to NumPy
+    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise fail(name, f"a 1-D sequence of integer ids in [0, {n})", repr(ids))
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise fail(name, f"ids in [0, {n})", f"ids in [{arr.min()}, {arr.max()}]")
+    return arr.astype(np.int64)
+
+
 class MatrixScorer:
     """Scores looked up in a precomputed matrix: queries and items are integer ids.
 
@@ -335,15 +347,13 @@ class MatrixScorer:
     """
 
     def __init__(self, scores: Any) -> None:
-        t = as_tensor(scores, "scores")
-        check_ndim(t, "scores", 2, "(num_queries, num_items)")
-        if not t.is_floating_point():
-            t = t.to(torch.float64)
-        self.scores = t.detach().cpu().numpy()
+        self.scores = as_real_array(scores, "scores", 2, "(num_queries, num_items)")
+        if self.scores.dtype.kind != "f":
+            self.scores = self.scores.astype(np.float64)
 
     def __call__(self, queries: Sequence[int], items: Sequence[int]) -> torch.Tensor:
-        q = np.asarray(queries, dtype=np.int64)
-        i = np.asarray(items, dtype=np.int64)
+        q = item_ids(queries, "queries", self.scores.shape[0])
+        i = item_ids(items, "items", self.scores.shape[1])
         return torch.from_numpy(self.scores[np.ix_(q, i)])  # (Q, N)
 
 
@@ -354,6 +364,8 @@ class CountingScorer:
     """
 
     def __init__(self, score: Callable[[list[Any], list[Any]], Any]) -> None:
+        if not callable(score):
+            raise fail("score", "a callable score(queries, items)", type(score).__name__)
         self.score = score
         self.calls = 0
         self.batches = 0
@@ -387,6 +399,8 @@ def scorer_from_spec(spec: str) -> Callable[[list[Any], list[Any]], Any]:
     Raises:
         ValueError: an unknown kind, a missing path, or a NAME that is not callable.
     """
+    if not isinstance(spec, str):
+        raise fail("scorer", "KIND:PATH or python:MODULE:NAME", type(spec).__name__)
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise fail("scorer", "KIND:PATH or python:MODULE:NAME", repr(spec))

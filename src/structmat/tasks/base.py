@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from structmat._checks import check_choice, check_positive_int
+from structmat._checks import check_choice, check_int, check_positive_int
 
 __all__ = ["SPLITS", "TaskData", "TaskInfo", "split_generator"]
 
@@ -71,8 +71,7 @@ class TaskData:
 def split_generator(seed: int, split: str) -> torch.Generator:
     """A generator seeded from (seed, split): splits never share samples' randomness."""
     check_choice(split, "split", SPLITS)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    check_int(seed, "seed", 0)
     # Distinct, fixed streams per split; the constant only spreads the seeds apart.
     return torch.Generator().manual_seed(seed * 1_000_003 + SPLITS.index(split) + 1)
 
