@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 # Bounded, reproducible runs for CI: the same examples every time, a fixed count.
 FUZZ = settings(
     derandomize=True,
-    max_examples=12,
+    max_examples=40,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -45,6 +45,11 @@ def _r(shape: tuple[int, ...] = (KQ, N), tied: tuple[int, ...] = ()) -> Tens:
                 ("float",), tied=tied, finite=True, coerce=True)
 
 
+def _fresh_index() -> rt.CURIndex:
+    """An index of its own: ``add`` changes the index it is called on."""
+    return rt.CURIndex(_R, _ITEMS, list(range(KQ)), _SCORER, backend="numpy")
+
+
 def _scorer_from_spec(scorer: Any) -> object:
     # reported as "scorer": the name of the CLI option the spec comes from
     return rt.scorer_from_spec(scorer)
@@ -72,6 +77,9 @@ CASES = [
           "budget": Int(8), "adaptive_rounds": Int(0, 0)}),
     Case("CURIndex.approximate_scores", _INDEX.approximate_scores,
          {"queries": Opts([0, 1], (None, 3)), "anchor_items": _COUNT}),
+    Case("CURIndex.add", lambda **kw: _fresh_index().add(**kw),
+         {"items": Opts([0, 1], (None, 3, "ab", [N + 5])), "batch_size": Int(2)},
+         fixed={"progress": False}),
     Case("CURIndex.anchor_ids", _INDEX.anchor_ids, {"anchor_items": _COUNT}),
     Case("cur_query_weights", rt.cur_query_weights,
          {"c": _r((2, KI), tied=(-1,)), "r_anchor": _r((KQ, KI), tied=(-1,)),

@@ -232,6 +232,7 @@ class CURIndex:
         """
         if self.score is None or self.anchor_queries is None:
             raise fail("index", "a scorer and its anchor queries to add items", "neither stored")
+        _check_sequence(items, "items")
         check_positive_int(batch_size, "batch_size")
         if len(items) == 0:
             return self
