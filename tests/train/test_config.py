@@ -98,7 +98,7 @@ def test_the_default_run_resolves_to_the_copying_recipe() -> None:
     lengths = {name: TrainConfig(task=name).resolved().length for name in TASKS}
     pools = {name: TrainConfig(task=name).resolved().pool for name in TASKS}
     assert lengths == {
-        "listops": 512,
+        "listops": 1024,
         "adding": 1000,
         "copying": 512,
         "selective-copying": 512,

@@ -43,7 +43,7 @@ def _finish(name: str, inputs: torch.Tensor, symbols: torch.Tensor, length: int)
 
 
 def make_copying(split: str, size: int, length: int, seed: int = 0) -> TaskData:
-    """Symbols first, blanks, delimiter, K output blanks. inputs (size, length), targets (size, K)."""
+    """Symbols, blanks, delimiter, K output blanks. inputs (size, length), targets (size, K)."""
     check_size_length(size, length, min_length=MIN_LENGTH)
     gen = split_generator(seed, split)
     symbols = torch.randint(0, NUM_SYMBOLS, (size, NUM_TOKENS), generator=gen)
