@@ -86,14 +86,14 @@ def _try_lock(fd: int, path: Path) -> bool:
     return mine or holder.get("host") != socket.gethostname() or not _alive(holder.get("pid"))
 
 
-def acquire_lock(out_dir: Path) -> RunLock:
-    """Take ``out_dir/.lock`` for this process.
+def acquire_lock(out_dir: Path, name: str = LOCK) -> RunLock:
+    """Take ``out_dir/name`` (``.lock``: one run per directory) for this process.
 
     Raises:
         ValueError: ``out: expected a directory no other run is using, got ...``
             (naming the holder's PID and host), or an unwritable directory.
     """
-    path = out_dir / LOCK
+    path = out_dir / name
     for _ in range(100):  # retries only when the file is replaced under us
         stale = path.exists()
         try:

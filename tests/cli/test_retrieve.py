@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from structmat.cli import main
+from structmat.run_lock import acquire_lock
 from tests.retrieval.tiny_bert import DATA, fixture_texts, make_tiny_bert
 
 pytest.importorskip("transformers")
@@ -177,3 +178,26 @@ def test_a_stale_partial_build_is_a_one_line_error(
     assert code == 2 and "resuming from" in err
     assert "expected a readable .npz checkpoint" in err.splitlines()[-1]
     assert not out.exists()
+
+
+def test_a_second_build_of_the_same_index_refuses(
+    capsys: pytest.CaptureFixture[str], bert_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "idx.safetensors"
+    argv = [
+        "retrieve", "build", "--items", str(DATA / "items.txt"), "--anchor-queries",
+        str(DATA / "queries.txt"), "--scorer", f"bi-encoder:{bert_dir}", "--out", str(out),
+        "--no-progress",
+    ]  # fmt: skip
+    held = acquire_lock(tmp_path, ".idx.safetensors.lock")  # a build in progress
+    try:
+        code, _, err = _run(capsys, *argv)
+    finally:
+        held.release()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "a directory no other run is using" in err and "in use by PID" in err
+    assert not out.exists()
+    # once the holder is gone the build runs, and leaves no lock file behind
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and out.exists(), err
+    assert not (tmp_path / ".idx.safetensors.lock").exists()

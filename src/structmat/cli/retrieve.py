@@ -22,6 +22,7 @@ from typing import Any
 
 from structmat._io import remove_stale_temps
 from structmat.cli._common import CLIError
+from structmat.run_lock import acquire_lock
 
 __all__ = ["read_texts", "register"]
 
@@ -63,13 +64,22 @@ def read_texts(path_str: str, what: str) -> list[str]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from structmat.retrieval import CURIndex, scorer_from_spec
-
     items = read_texts(args.items, "--items")
     queries = read_texts(args.anchor_queries, "--anchor-queries")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CLIError(f"--out {args.out}: the folder {out.parent} does not exist")
+    # One build per index file: a second build would race the first one's checkpoint.
+    lock = acquire_lock(out.parent, f".{out.name}.lock")
+    try:
+        return _build_locked(args, items, queries, out)
+    finally:
+        lock.release()
+
+
+def _build_locked(args: argparse.Namespace, items: list[str], queries: list[str], out: Path) -> int:
+    from structmat.retrieval import CURIndex, scorer_from_spec
+
     score = scorer_from_spec(args.scorer)
     # Finished batches are kept beside the output, so rerunning an interrupted build resumes.
     checkpoint = out.with_name(out.name + ".partial.npz")
