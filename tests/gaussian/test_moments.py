@@ -122,3 +122,6 @@ def test_features_errors() -> None:
         frechet_distance_from_features(np.ones((3, 4)), np.ones((3, 5)))
     with pytest.raises(ValueError, match=r"x1: expected a numeric array"):
         frechet_distance_from_features(np.array([["a", "b"]] * 3), np.ones((3, 2)))
+    for bad in ("float64", torch.int64, torch.float16):
+        with pytest.raises(ValueError, match=r"dtype: expected a floating-point torch dtype"):
+            frechet_distance_from_features(np.ones((3, 2)), np.ones((3, 2)), dtype=bad)  # type: ignore[arg-type]

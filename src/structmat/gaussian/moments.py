@@ -179,6 +179,8 @@ def frechet_distance_from_features(
         () the distance.
     """
     dtype = torch.float64 if dtype is None else dtype
+    if dtype not in (torch.float32, torch.float64):  # as frechet_distance's dtype=
+        raise fail("dtype", "a floating-point torch dtype (float32 or float64)", str(dtype))
     a = as_tensor(x1, "x1", dtype)
     b = as_tensor(x2, "x2", dtype)
     check_ndim(a, "x1", 2, "(n1, d)")
