@@ -45,8 +45,13 @@ def shape_str(shape: Iterable[int | None]) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
+MAX_GOT = 300  # characters of the offending value an error message quotes
+
+
 def fail(name: str, wanted: str, got: str) -> ValueError:
     """Build the project's standard error; callers ``raise fail(...)``."""
+    if len(got) > MAX_GOT:  # e.g. a 10 MB string from a damaged file: one short line
+        got = f"{got[: MAX_GOT - 40]}... ({len(got):,} characters)"
     return ValueError(f"{name}: expected {wanted}, got {got}")
 
 
