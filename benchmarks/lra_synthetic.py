@@ -1,14 +1,21 @@
-"""Experiment: every token mixer on ListOps (L = 1024) and the adding problem (L = 1000)
-with the same step budget and (near) the same parameter count.
+"""Experiment: every token mixer at the same wall time, on the long-range tasks.
 
-Each run is a separate ``structmat train`` process (so peak memory is its own);
-the width of each mixer's model is chosen so its parameter count is closest to
-``--params``. Reports test accuracy / MSE, training tokens/s and peak RSS.
+Each (task, length, mixer) run is a separate ``structmat train --minutes M`` process
+with the task's own defaults (what a user gets from ``--model/--task/--length``):
+the step count is planned from the mixer's measured step time, so a slow mixer
+takes fewer steps in the same seconds. The held-out (validation) metric is logged
+every ``--eval-every`` steps against wall seconds (``metrics.jsonl``), and the test
+metric is measured once at the end.
 
-    python benchmarks/lra_synthetic.py                  # the default budget (~1 h on 2 cores)
-    python benchmarks/lra_synthetic.py --steps 60 --quick   # a smoke test
+Default tasks: adding at L = 1000 and 4000 and ListOps at L = 1024 (where S4 should
+lead), and selective copying and associative recall (where a time-invariant SSM is
+known to be weak: the answer depends on content, not on a fixed delay).
 
-Writes benchmarks/results/lra_synthetic.json and lra_synthetic.png.
+    python benchmarks/lra_synthetic.py                   # ~65 min of runs, 2 at a time (~33 min)
+    python benchmarks/lra_synthetic.py --quick           # a smoke test (~8 min)
+
+Writes benchmarks/results/lra_synthetic.json and lra_synthetic.png (one panel per
+task: metric against seconds, one curve per mixer).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,88 +38,54 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 from structmat._io import write_json
 from structmat.models import MIXERS
-from structmat.tasks import make_dataset
-from structmat.train import TrainConfig, _build_model
 
-# Published anchors (Long Range Arena / S4 paper, full training on accelerators).
-ANCHORS = {"listops": {"s4": 0.596, "softmax": 0.364, "nystrom": 0.372}}
-
-
-def width_for(mixer: str, task: str, length: int, layers: int, target: int) -> tuple[int, int]:
-    """The d_model (a multiple of 8) whose model has the parameter count closest to target."""
-    data = make_dataset(task, "val", 2, length, 0)
-    best: tuple[int, int] | None = None
-    for d in range(16, 257, 8):  # heads = 4 and an even head dim (RoPE)
-        cfg = TrainConfig(
-            task=task, model=mixer, length=length, d_model=d, layers=layers
-        ).resolved()
-        n = sum(p.numel() for p in _build_model(cfg, data).parameters())
-        if best is None or abs(n - target) < abs(best[1] - target):
-            best = (d, n)
-        if n > target:
-            break
-    assert best is not None
-    return best
+# task name, length, minutes per run
+FULL = [
+    ("adding", 1000, 2.0),
+    ("adding", 4000, 5.0),
+    ("listops", 1024, 3.0),
+    ("selective-copying", 512, 1.5),
+    ("recall", 257, 1.5),
+]
+QUICK = [("adding", 200, 1.5), ("selective-copying", 64, 1.5)]
 
 
-def run(task: str, length: int, mixer: str, args: argparse.Namespace) -> dict[str, Any]:
-    d_model, params = width_for(mixer, task, length, args.layers, args.params)
+def run(task: str, length: int, mixer: str, minutes: float, args: argparse.Namespace) -> dict:
+    """One ``structmat train`` process; returns its curve, test metric and costs."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [
-            sys.executable,
-            "-m",
-            "structmat",
-            "train",
-            "--task",
-            task,
-            "--model",
-            mixer,
-            "--length",
-            str(length),
-            "--steps",
-            str(args.steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--d-model",
-            str(d_model),
-            "--layers",
-            str(args.layers),
-            "--eval-every",
-            str(args.steps),
-            "--train-size",
-            str(args.train_size),
-            "--val-size",
-            "128",
-            "--test-size",
-            str(args.test_size),
-            "--lr",
-            str(args.lr),
-            "--threads",
-            str(args.threads),
-            "--out",
-            out,
-            "--quiet",
-        ]
+            sys.executable, "-m", "structmat", "train",
+            "--task", task, "--model", mixer, "--length", str(length),
+            "--minutes", str(minutes), "--eval-every", str(args.eval_every),
+            "--val-size", str(args.val_size), "--threads", str(args.threads),
+            "--seed", str(args.seed), "--out", out, "--quiet",
+        ]  # fmt: skip
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            return {"mixer": mixer, "error": proc.stderr.strip().splitlines()[-1:]}
+            lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            print(f"  {task} L={length} {mixer}: failed: {lines[-1:]}", flush=True)
+            return {"mixer": mixer, "error": lines[-1:], "wall_s": wall}
         metrics = json.loads((Path(out) / "metrics.json").read_text())
+        config = json.loads((Path(out) / "config.json").read_text())
+        lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines]
+    key = "accuracy" if "accuracy" in metrics["test"] else "mse"
     result = {
         "mixer": mixer,
-        "d_model": d_model,
-        "params": params,
+        "steps": config["steps"],
+        "params": metrics.get("params"),
         "test": metrics["test"],
         "tokens_per_s": metrics["throughput_tokens_per_s"],
         "peak_rss_mb": metrics["peak_rss_mb"],
         "wall_s": wall,
-        "history": metrics["history"],
+        "curve": [{"seconds": r["seconds"], "val": r[f"val_{key}"]} for r in log],
     }
-    score = ", ".join(f"{k} {v:.3f}" for k, v in metrics["test"].items() if k != "loss")
     print(
-        f"  {mixer:8s} d={d_model:3d} {params:7,d} params  {score}  "
-        f"{result['tokens_per_s']:8,.0f} tok/s  {result['peak_rss_mb']:6.0f} MB",
+        f"  {task} L={length} {mixer:8s} {config['steps']:5d} steps  test {key} "
+        f"{metrics['test'][key]:.4f}  {result['tokens_per_s']:8,.0f} tok/s  "
+        f"{result['peak_rss_mb']:6.0f} MB  {wall:5.0f} s",
         flush=True,
     )
     return result
@@ -124,18 +98,22 @@ def figure(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = results["tasks"]
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.5), squeeze=False)
-    for col, t in enumerate(tasks):
-        runs = [r for r in t["runs"] if "error" not in r]
-        names = [r["mixer"] for r in runs]
-        key = "accuracy" if t["metric"] == "accuracy" else "mse"
-        colors = ["C2" if MIXERS[n].kind == "ssm" else "C0" for n in names]
-        axes[0][col].bar(names, [r["test"][key] for r in runs], color=colors)
-        axes[0][col].set_title(
-            f"{t['task']} L={t['length']}: test {key} ({results['steps']} steps)"
-        )
-        axes[1][col].bar(names, [r["tokens_per_s"] for r in runs], color=colors)
-        axes[1][col].set_ylabel("training tokens/s")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.0), squeeze=False)
+    for ax, t in zip(axes[0], tasks, strict=True):
+        key = t["metric"]
+        for r in t["runs"]:
+            if "error" in r or not r["curve"]:
+                continue
+            style = "-" if MIXERS[r["mixer"]].kind == "ssm" else "--"
+            xs = [p["seconds"] for p in r["curve"]]
+            ys = [p["val"] for p in r["curve"]]
+            ax.plot(xs, ys, style, marker=".", label=f"{r['mixer']} (test {r['test'][key]:.3g})")
+        if key == "mse":
+            ax.set_yscale("log")
+        ax.set_title(f"{t['task']} L={t['length']} ({t['minutes']:g} min each)")
+        ax.set_xlabel("wall seconds")
+        ax.set_ylabel(f"validation {key}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -143,41 +121,34 @@ def figure(results: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--params", type=int, default=100_000, help="target parameter count")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--test-size", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mixers", default=",".join(MIXERS))
-    parser.add_argument("--quick", action="store_true", help="short sequences (smoke test)")
+    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--val-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument("--out", default=str(RESULTS / "lra_synthetic.json"))
     args = parser.parse_args()
-    specs = (
-        [("listops", 128), ("adding", 128)] if args.quick else [("listops", 1024), ("adding", 1000)]
-    )
+    mixers = args.mixers.split(",")
+    specs = [(t, n, m * args.scale) for t, n, m in (QUICK if args.quick else FULL)]
+    jobs = [(t, n, mixer, m) for t, n, m in specs for mixer in mixers]
+    # Runs go `parallel` at a time, each on `threads` threads: every mixer meets
+    # the same sharing of the machine, so equal minutes stay comparable.
+    with ThreadPoolExecutor(args.parallel) as pool:
+        done = list(pool.map(lambda job: run(*job, args), jobs))
     tasks = []
-    for task, length in specs:
-        print(f"{task} L={length}, {args.steps} steps, batch {args.batch_size}", flush=True)
-        runs = [run(task, length, m, args) for m in args.mixers.split(",")]
-        metric = "mse" if task == "adding" else "accuracy"
-        tasks.append(
-            {
-                "task": task,
-                "length": length,
-                "metric": metric,
-                "runs": runs,
-                "anchors": ANCHORS.get(task, {}),
-            }
-        )
+    for t, n, m in specs:
+        runs = [r for (jt, jn, _, _), r in zip(jobs, done, strict=True) if (jt, jn) == (t, n)]
+        metric = "mse" if t == "adding" else "accuracy"
+        tasks.append({"task": t, "length": n, "minutes": m, "metric": metric, "runs": runs})
     results = {
         "benchmark": "lra_synthetic",
         "command": "python " + " ".join(["benchmarks/lra_synthetic.py", *sys.argv[1:]]),
-        "steps": args.steps,
-        "batch_size": args.batch_size,
         "threads": args.threads,
+        "parallel": args.parallel,
+        "eval_every": args.eval_every,
         "torch": torch.__version__,
         "machine": platform.machine(),
         "tasks": tasks,
