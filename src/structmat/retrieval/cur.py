@@ -45,10 +45,14 @@ from structmat.retrieval.anchors import (
     select_anchor_items,
 )
 from structmat.retrieval.build import Scorer, as_score_block, score_matrix
-from structmat.retrieval.mips import BACKENDS, MIPS_KINDS, MIPSIndex
+from structmat.retrieval.mips import BACKENDS, MIPS_KINDS, MIPSIndex, blocked_scores
 from structmat.retrieval.store import read_index, write_index
 
 __all__ = ["CURIndex", "cur_approximate_scores", "cur_query_weights"]
+
+
+# The constructor's settings, as saved in an index file's config.
+_SETTINGS = ("anchor_method", "seed", "rcond", "backend", "mips", "nprobe", "scorer_spec")
 
 
 def _check_sequence(x: Any, name: str) -> None:
@@ -82,8 +86,14 @@ class CURIndex:
         seed: seed of the anchor choice (deterministic, so a loaded index matches).
         rcond: relative cut-off of the pseudo-inverse U = pinv(R[:, anchors]).
         backend: MIPS backend, ``"auto"`` (FAISS when installed), ``"faiss"`` or ``"numpy"``.
-        mips: ``"flat"`` (exact MIPS) or ``"hnsw"`` (FAISS graph; approximate, faster at large N).
+        mips: ``"flat"`` (exact MIPS), ``"hnsw"`` (FAISS graph) or ``"ivf"`` (FAISS
+            inverted file of 4-bit codes, for millions of items); both approximate.
+        nprobe: inverted lists an ``ivf`` search visits.
         scorer_spec: optional text naming the scorer (the CLI stores its ``--scorer``).
+
+    R may be float16 and memory-mapped (an index built by
+    ``structmat.retrieval.build_index_file`` and loaded): searching reads only the
+    columns it needs.
     """
 
     def __init__(
@@ -98,7 +108,10 @@ class CURIndex:
         rcond: float = 1e-6,
         backend: str = "auto",
         mips: str = "flat",
+        nprobe: int = 32,
         scorer_spec: str | None = None,
+        _mips_index: MIPSIndex | None = None,
+        _verified: bool = False,
     ) -> None:
         arr = as_real_array(r, "r", 2, "(k_q, N)", finite=False)
         if arr.dtype.kind != "f":
@@ -116,11 +129,15 @@ class CURIndex:
             )
         if arr.shape[0] < 1 or arr.shape[1] < 1:
             raise fail("r", "at least one anchor query and one item", f"shape {arr.shape}")
-        if not np.isfinite(arr).all():
+        # A loaded file's R was checked while its checksum was: not read again here.
+        if not _verified and not np.isfinite(arr).all():
             raise fail("r", "finite scores", "NaN or infinite entries")
         check_choice(backend, "backend", BACKENDS)
         check_choice(mips, "mips", MIPS_KINDS)
-        self._r = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
+        check_positive_int(nprobe, "nprobe")
+        # float16 stays as it is only when loaded (memory-mapped, maybe larger than RAM).
+        keep = _verified or arr.dtype in (np.float32, np.float64)
+        self._r = arr if keep else arr.astype(np.float32)
         self.items = list(items)
         self.anchor_queries = None if anchor_queries is None else list(anchor_queries)
         self.score = score
@@ -130,8 +147,9 @@ class CURIndex:
         self.rcond = rcond
         self.backend = backend
         self.mips = mips
+        self.nprobe = nprobe
         self.scorer_spec = scorer_spec
-        self._mips: MIPSIndex | None = None
+        self._mips: MIPSIndex | None = _mips_index
 
     # The anchor rule's settings: changing one drops the cached anchors and U.
     @property
@@ -315,7 +333,7 @@ class CURIndex:
 
     def _index(self) -> MIPSIndex:
         if self._mips is None:
-            self._mips = MIPSIndex(self._r, backend=self.backend, kind=self.mips)
+            self._mips = MIPSIndex(self._r, self.backend, self.mips, nprobe=self.nprobe)
         return self._mips
 
     # ----------------------------------------------------------------- search
@@ -433,7 +451,7 @@ class CURIndex:
             row = top[i]
             keep = row[(row >= 0) & ~np.isin(row, scored_ids[i])][:m]
             if len(keep) < m:  # HNSW may return fewer than asked: exact fallback
-                approx = w[i].astype(np.float64) @ self._r.astype(np.float64)  # (N,)
+                approx = blocked_scores(self._r, w[i])  # (N,)
                 approx[scored_ids[i]] = -np.inf
                 keep = np.lexsort((np.arange(self.num_items), -approx))[:m]
             out.append(keep.astype(np.int64))
@@ -447,6 +465,7 @@ class CURIndex:
             "rcond": self.rcond,
             "backend": self.backend,
             "mips": self.mips,
+            "nprobe": self.nprobe,
             "scorer_spec": self.scorer_spec,
         }
 
@@ -478,8 +497,24 @@ class CURIndex:
         Raises:
             ValueError: a missing, truncated, corrupted, foreign or newer-version file.
         """
-        r, items, queries, config = read_index(path)
-        known = {"anchor_method", "seed", "rcond", "backend", "mips", "scorer_spec"}
-        settings = {k: v for k, v in config.items() if k in known}
+        stored = read_index(path)
+        settings = {k: v for k, v in stored.config.items() if k in _SETTINGS}
         settings.update(overrides)
-        return cls(r, items, queries, score, **settings)
+        mips = None
+        # A saved FAISS index serves unless the overrides ask for another one.
+        if stored.mips is not None and settings.get("backend", "auto") != "numpy":
+            kind = settings.get("mips", "flat")
+            if kind == stored.config.get("mips"):
+                mips = MIPSIndex.from_bytes(
+                    stored.r, stored.mips, kind, float(stored.config.get("mips_max_sq", 0.0)),
+                    nprobe=int(settings.get("nprobe", 32)),
+                )  # fmt: skip
+        return cls(
+            stored.r,
+            stored.items,
+            stored.queries,
+            score,
+            **settings,
+            _mips_index=mips,
+            _verified=True,
+        )

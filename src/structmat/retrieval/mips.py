@@ -9,6 +9,8 @@ or graph-based ``hnsw``); without FAISS a blocked NumPy matrix product does.
 from __future__ import annotations
 
 import importlib.util
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,17 @@ from structmat._checks import (
     shape_str,
 )
 
-__all__ = ["BACKENDS", "MIPS_KINDS", "MIPSIndex", "faiss_available"]
+__all__ = [
+    "BACKENDS",
+    "MIPS_KINDS",
+    "MIPSIndex",
+    "blocked_scores",
+    "faiss_available",
+    "ivf_index",
+]
 
 BACKENDS = ("auto", "faiss", "numpy")
-MIPS_KINDS = ("flat", "hnsw")
+MIPS_KINDS = ("flat", "hnsw", "ivf")
 
 # The NumPy backend scores at most this many (query, item) pairs at once (≈ 80 MB in float64).
 _BLOCK_PAIRS = 10_000_000
@@ -36,15 +45,47 @@ def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
+# ivf: candidates re-scored exactly, max(_RERANK * m, m + 64) of them.
+_RERANK = 4
+_MIN_IVF = 1_000  # about sqrt(N) lists of >= 39 training points each
+_CHUNK_ROWS = 65_536  # rows of R^T read (and converted to float32) at a time
+
+
+def blocked_scores(r: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """w · r[:, j] for every column j, in column blocks: (N,) float64.
+
+    Args:
+        r: (k_q, N), possibly float16 and memory-mapped (never copied whole).
+        w: (k_q,) query vector.
+    """
+    w64 = np.asarray(w, dtype=np.float64)
+    out = np.empty(r.shape[1], dtype=np.float64)
+    for lo in range(0, r.shape[1], _CHUNK_ROWS):
+        out[lo : lo + _CHUNK_ROWS] = w64 @ r[:, lo : lo + _CHUNK_ROWS].astype(np.float64)
+    return out
+
+
+def _augment(vecs: np.ndarray, max_sq: float, width: int) -> np.ndarray:
+    """[v, sqrt(M² - ‖v‖²), 0...] of width ``width``: MIPS as Euclidean search (float32)."""
+    sq = (vecs.astype(np.float64) ** 2).sum(1)  # (n,)
+    out = np.zeros((len(vecs), width), dtype=np.float32)
+    out[:, : vecs.shape[1]] = vecs
+    out[:, vecs.shape[1]] = np.sqrt(np.maximum(max_sq - sq, 0.0))
+    return out
+
+
 class MIPSIndex:
     """Top-m inner-product search over the N columns of ``r`` (k_q, N).
 
     Args:
-        r: (k_q, N) vectors stored as columns (the CUR index's R).
+        r: (k_q, N) vectors stored as columns (the CUR index's R); float16 is kept
+            as it is (``ivf`` re-scores from it without a copy).
         backend: ``"faiss"``, ``"numpy"``, or ``"auto"`` (FAISS when importable).
-        kind: ``"flat"`` (exact) or ``"hnsw"`` (approximate graph search; FAISS only;
-            MIPS is reduced to Euclidean search by one extra coordinate).
+        kind: ``"flat"`` (exact), ``"hnsw"`` (approximate graph search) or
+            ``"ivf"`` (inverted file of 4-bit codes, >= 1,000 items, candidates
+            re-scored exactly); the last two need FAISS.
         hnsw_m: HNSW graph degree; ``ef_search``: HNSW beam width (raised to m when smaller).
+        nprobe: inverted lists ``ivf`` visits per query (of about sqrt(N)).
     """
 
     def __init__(
@@ -54,42 +95,76 @@ class MIPSIndex:
         kind: str = "flat",
         hnsw_m: int = 32,
         ef_search: int = 256,
+        nprobe: int = 32,
+        *,
+        _faiss_index: Any = None,
+        _max_sq: float = 0.0,
     ) -> None:
-        r = as_real_array(r, "r", 2, "(k_q, N)")
+        if _faiss_index is None:
+            r = as_real_array(r, "r", 2, "(k_q, N)")
         check_choice(backend, "backend", BACKENDS)
         check_choice(kind, "kind", MIPS_KINDS)
         check_positive_int(hnsw_m, "hnsw_m")
         check_positive_int(ef_search, "ef_search")
+        check_positive_int(nprobe, "nprobe")
         if backend == "auto":
             backend = "faiss" if faiss_available() else "numpy"
-        if kind == "hnsw" and backend != "faiss":
-            raise fail("mips", "'flat' without faiss (HNSW needs faiss-cpu)", repr(kind))
+        if kind != "flat" and backend != "faiss":
+            raise fail("mips", f"'flat' without faiss ({kind} needs faiss-cpu)", repr(kind))
         self.backend = backend
         self.kind = kind
         self.ef_search = ef_search
+        self.nprobe = nprobe
         self.dim, self.size = r.shape
-        if backend == "faiss":
-            import faiss  # optional dependency (faiss-cpu)
+        self._r = r  # (k_q, N), shared with the CUR index (no copy)
+        self._faiss: Any = _faiss_index
+        self._max_sq = _max_sq
+        if backend != "faiss" or _faiss_index is not None:
+            return
+        import faiss  # optional dependency (faiss-cpu)
 
-            vecs = np.ascontiguousarray(r.T, dtype=np.float32)  # (N, k_q): FAISS stores rows
-            self._faiss: Any
-            if kind == "flat":
-                self._faiss = faiss.IndexFlatIP(self.dim)
-            else:
-                # MIPS -> Euclidean NN (Bachrach et al., RecSys 2014, Sec. 4): append
-                # sqrt(M² - ‖v‖²) so every vector has norm M; for a query [w, 0],
-                # ‖[w, 0] - v'‖² = ‖w‖² + M² - 2 w·v ranks exactly as w·v does, and
-                # HNSW's graph works far better on a metric than on raw inner products.
-                sq = (vecs.astype(np.float64) ** 2).sum(1)  # (N,)
-                self._max_sq = float(sq.max())
-                extra = np.sqrt(np.maximum(self._max_sq - sq, 0.0)).astype(np.float32)
-                vecs = np.ascontiguousarray(
-                    np.concatenate([vecs, extra[:, None]], 1)
-                )  # (N, k_q + 1)
-                self._faiss = faiss.IndexHNSWFlat(self.dim + 1, hnsw_m)
-            self._faiss.add(vecs)
+        if kind == "flat":
+            self._faiss = faiss.IndexFlatIP(self.dim)
+            self._faiss.add(np.ascontiguousarray(r.T, dtype=np.float32))  # (N, k_q): rows
+        elif kind == "hnsw":
+            # MIPS -> Euclidean NN (Bachrach et al., RecSys 2014, Sec. 4): append
+            # sqrt(M² - ‖v‖²) so every vector has norm M; for a query [w, 0],
+            # ‖[w, 0] - v'‖² = ‖w‖² + M² - 2 w·v ranks exactly as w·v does, and
+            # HNSW's graph works far better on a metric than on raw inner products.
+            self._max_sq = float((r.astype(np.float64) ** 2).sum(0).max())
+            self._faiss = faiss.IndexHNSWFlat(self.dim + 1, hnsw_m)
+            self._faiss.add(_augment(r.T, self._max_sq, self.dim + 1))  # (N, k_q + 1)
         else:
-            self._r = r  # (k_q, N), shared with the CUR index (no copy)
+            self._faiss = ivf_index(lambda lo, hi: r[:, lo:hi].T, self.size)
+
+    @classmethod
+    def from_bytes(
+        cls, r: np.ndarray, data: np.ndarray, kind: str, max_sq: float, nprobe: int = 32
+    ) -> MIPSIndex:
+        """A FAISS index saved with :meth:`to_bytes`, searching the columns of ``r``.
+
+        Args:
+            r: (k_q, N) the vectors the index was built from (not checked again).
+            data: (bytes,) uint8, what :meth:`to_bytes` returned.
+            kind: ``"hnsw"`` or ``"ivf"``; max_sq: the saved :attr:`max_sq` (hnsw).
+        """
+        import faiss
+
+        index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
+        return cls(r, "faiss", kind, nprobe=nprobe, _faiss_index=index, _max_sq=max_sq)
+
+    def to_bytes(self) -> np.ndarray:
+        """The FAISS index serialised: (bytes,) uint8 (``hnsw`` and ``ivf`` only)."""
+        if self.backend != "faiss" or self.kind == "flat":
+            raise fail("mips", "a FAISS 'hnsw' or 'ivf' index to serialise", repr(self.kind))
+        import faiss
+
+        return np.asarray(faiss.serialize_index(self._faiss), dtype=np.uint8)
+
+    @property
+    def max_sq(self) -> float:
+        """M², the largest squared norm of a column (the Euclidean reduction's radius)."""
+        return self._max_sq
 
     def search(self, w: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``m`` columns with the largest ``w · r[:, j]``, best first.
@@ -100,33 +175,51 @@ class MIPSIndex:
 
         Returns:
             (scores, ids): (n, m) approximate scores and (n, m) int64 column ids,
-            best first; ties in the NumPy backend go to the smaller id.
+            best first; ties in the NumPy backend go to the smaller id. ``hnsw`` and
+            ``ivf`` may find fewer than m: the rest are id -1 (FAISS's convention).
         """
         w = as_real_array(w, "w", 2, "(n, k_q)")
         if w.shape[1] != self.dim:
             got = f"shape {shape_str(w.shape)}"
             raise fail("w", f"k_q = {self.dim} columns (the rows of r)", got)
         check_int(m, "m", 1, self.size, wanted=f"a count in [1, {self.size}] (the columns of r)")
-        if self.backend == "faiss":
-            q = np.ascontiguousarray(w, dtype=np.float32)  # (n, k_q)
-            if self.kind == "flat":
-                scores, ids = self._faiss.search(q, m)
-                return scores, ids.astype(np.int64)
-            self._faiss.hnsw.efSearch = max(self.ef_search, m)
-            q_aug = np.ascontiguousarray(np.concatenate([q, np.zeros((len(q), 1), np.float32)], 1))
-            dist, ids = self._faiss.search(q_aug, m)  # (n, m) squared L2 distances
-            # Back to inner products: w·v = (‖w‖² + M² - ‖[w, 0] - v'‖²) / 2.
-            scores = 0.5 * ((q.astype(np.float64) ** 2).sum(1, keepdims=True) + self._max_sq - dist)
-            return scores.astype(np.float32), ids.astype(np.int64)
-        return self._numpy_search(w, m)
+        if self.backend != "faiss":
+            return self._numpy_search(w, m)
+        q = np.ascontiguousarray(w, dtype=np.float32)  # (n, k_q)
+        if self.kind == "flat":
+            scores, ids = self._faiss.search(q, m)
+            return scores, ids.astype(np.int64)
+        if self.kind == "ivf":
+            self._faiss.nprobe = min(self.nprobe, self._faiss.nlist)
+            _, cand = self._faiss.search(q, min(self.size, max(_RERANK * m, m + 64)))
+            return self._rescore(w, cand, m)
+        self._faiss.hnsw.efSearch = max(self.ef_search, m)
+        q_aug = np.ascontiguousarray(np.concatenate([q, np.zeros((len(q), 1), np.float32)], 1))
+        dist, ids = self._faiss.search(q_aug, m)  # (n, m) squared L2 distances
+        # Back to inner products: w·v = (‖w‖² + M² - ‖[w, 0] - v'‖²) / 2.
+        scores = 0.5 * ((q.astype(np.float64) ** 2).sum(1, keepdims=True) + self._max_sq - dist)
+        return scores.astype(np.float32), ids.astype(np.int64)
+
+    def _rescore(self, w: np.ndarray, cand: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best m of each row's candidates by exact w · r[:, j] (ties: smaller id)."""
+        out_s = np.full((len(w), m), -np.inf, dtype=np.float32)
+        out_i = np.full((len(w), m), -1, dtype=np.int64)
+        for row in range(len(w)):
+            c = cand[row][cand[row] >= 0].astype(np.int64)
+            s = w[row].astype(np.float64) @ self._r[:, c].astype(np.float64)  # exact
+            order = np.lexsort((c, -s))[:m]
+            out_s[row, : len(order)], out_i[row, : len(order)] = s[order], c[order]
+        return out_s, out_i
 
     def _numpy_search(self, w: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         n = w.shape[0]
         out_s = np.empty((n, m), dtype=np.result_type(self._r.dtype, np.float32))
         out_i = np.empty((n, m), dtype=np.int64)
         step = max(1, _BLOCK_PAIRS // max(self.size, 1))
+        dtype = np.result_type(self._r.dtype, np.float32)  # no float16 products
+        r = self._r.astype(dtype, copy=False)
         for lo in range(0, n, step):
-            s = w[lo : lo + step].astype(self._r.dtype, copy=False) @ self._r  # (b, N)
+            s = w[lo : lo + step].astype(dtype, copy=False) @ r  # (b, N)
             # argpartition finds the top m in O(N); only those m are then sorted,
             # by (-score, id) so that ties are broken the same way every time.
             part = np.argpartition(-s, m - 1, axis=1)[:, :m] if m < self.size else None
@@ -141,3 +234,43 @@ class MIPSIndex:
                 out_i[lo + row] = cand[order]
                 out_s[lo + row] = s[row, cand[order]]
         return out_s, out_i
+
+
+def ivf_index(rows: Callable[[int, int], np.ndarray], n: int, seed: int = 1234) -> Any:
+    """A FAISS inverted-file index of 4-bit codes over n vectors read in chunks.
+
+    Inner-product metric throughout: about sqrt(n) k-means lists, each vector
+    stored as one 4-bit scalar code per coordinate (k_q/2 bytes). (The Euclidean
+    reduction used for HNSW does not suit compressed codes: the extra coordinate
+    is large, and its quantisation error would swamp w · v.) Only one chunk of
+    ``rows`` is converted to float32 at a time.
+
+    Args:
+        rows: ``rows(lo, hi)`` -> (hi - lo, d) vectors lo..hi-1 (any float dtype).
+        n: number of vectors, >= 1,000.
+        seed: seed of FAISS's k-means (a fixed seed gives the same index each time).
+    """
+    import faiss
+
+    if n < _MIN_IVF:
+        raise fail("mips", f"'ivf' for at least {_MIN_IVF} items ('flat' below)", f"{n} items")
+    spans = [(lo, min(lo + _CHUNK_ROWS, n)) for lo in range(0, n, _CHUNK_ROWS)]
+    nlist = int(min(max(1, round(math.sqrt(n))), n // 39))
+    n_train = min(n, 64 * nlist)
+    parts = []  # an evenly spread training sample
+    for lo, hi in spans:
+        j = np.arange(lo, hi)
+        parts.append(np.asarray(rows(lo, hi))[(j * n_train) % n < n_train])
+    sample = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    del parts
+    dim = sample.shape[1]
+    ip = faiss.METRIC_INNER_PRODUCT
+    index = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_4bit, ip
+    )
+    index.cp.seed = seed
+    index.train(sample)
+    del sample
+    for lo, hi in spans:  # encode and add, a chunk at a time
+        index.add(np.ascontiguousarray(rows(lo, hi), dtype=np.float32))
+    return index

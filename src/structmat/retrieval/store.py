@@ -2,7 +2,11 @@
 
 Layout of ``INDEX`` (a single safetensors file, written atomically):
 
-* ``R`` (k_q, N) float32/float64: anchor-query scores;
+* ``R`` (k_q, N) float32/float64: anchor-query scores (version 1, what
+  ``CURIndex.save`` writes), or ``RT`` (N, k_q) float16/32/64, R transposed
+  (version 2, what the streamed build ``structmat.retrieval.stream`` writes):
+  each item's scores are contiguous, so R is memory-mapped, not read, on load;
+* ``mips`` (bytes,) uint8, optional (version 2): the serialised FAISS index;
 * ``items_utf8`` / ``items_offsets`` (uint8 (bytes,), int64 (N + 1,)): each item
   as one JSON value, UTF-8, concatenated; item j is bytes[off[j]:off[j+1]];
 * ``queries_utf8`` / ``queries_offsets``: the anchor queries, likewise;
@@ -21,27 +25,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from structmat._checks import fail
 from structmat._io import corrupt, first_line, write_or_fail
 
-__all__ = ["FORMAT", "VERSION", "read_index", "write_index"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "StoredIndex",
+    "encode_values",
+    "meta_digest",
+    "read_index",
+    "write_index",
+]
 
 FORMAT = "structmat.retrieval.CURIndex"
-VERSION = 1
+VERSION = 2
+# safetensors dtype names of the arrays an index holds
+ST_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "U8": np.uint8,
+             "I64": np.int64}  # fmt: skip
+_HASH_CHUNK = 1 << 24  # bytes of a memory-mapped array hashed at a time
 
 
 def _sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _encode(values: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+def encode_values(values: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray]:
     """JSON-encode each value; returns (utf8 bytes (total,), offsets (n + 1,))."""
     parts = []
     for i, v in enumerate(values):
@@ -71,7 +88,7 @@ def _decode(data: np.ndarray, offsets: np.ndarray, what: str, name: str) -> list
         raise fail(name, f"{what} as UTF-8 JSON values", f"bad data ({first_line(err)})") from err
 
 
-def _meta_digest(meta: dict[str, Any]) -> str:
+def meta_digest(meta: dict[str, Any]) -> str:
     """SHA-256 of the metadata JSON without its ``checksum`` (keys sorted)."""
     rest = {k: v for k, v in meta.items() if k != "checksum"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
@@ -98,8 +115,8 @@ def write_index(
     """
     from safetensors.numpy import save  # optional dependency (the `retrieval` extra)
 
-    items_utf8, items_off = _encode(items, "items")
-    queries_utf8, queries_off = _encode(queries, "anchor_queries")
+    items_utf8, items_off = encode_values(items, "items")
+    queries_utf8, queries_off = encode_values(queries, "anchor_queries")
     arrays = {
         "R": np.ascontiguousarray(r),
         "items_utf8": items_utf8,
@@ -109,7 +126,7 @@ def write_index(
     }
     meta = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": 1,
         "num_anchor_queries": int(r.shape[0]),
         "num_items": int(r.shape[1]),
         "dtype": str(r.dtype),
@@ -117,14 +134,15 @@ def write_index(
         "sha256": {k: _sha256(v) for k, v in arrays.items()},
         "config": config,
     }
-    meta["checksum"] = _meta_digest(meta)
+    meta["checksum"] = meta_digest(meta)
     data = save(arrays, metadata={"structmat": json.dumps(meta)})
     write_or_fail(Path(path), lambda f: f.write(data), "index", name="path")
 
 
 def _read_file(p: Path, name: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """The safetensors header metadata and every array (safetensors checks the
-    header's offsets against the file size before reading anything)."""
+    header's offsets against the file size before reading anything); ``RT`` is
+    memory-mapped read-only, not read."""
     from safetensors import SafetensorError, safe_open
 
     if not p.is_file():
@@ -132,11 +150,44 @@ def _read_file(p: Path, name: str) -> tuple[dict[str, str], dict[str, np.ndarray
     try:
         with safe_open(p, framework="numpy") as f:
             header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, TypeError) as err:
+            keys = list(f.keys())
+            arrays = {k: f.get_tensor(k) for k in keys if k != "RT"}
+        if "RT" in keys:
+            arrays["RT"] = _map(p, "RT")
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as err:
         why = first_line(err)
         raise fail(name, "a complete safetensors file", f"an unreadable file ({why})") from err
     return header, arrays
+
+
+def _map(p: Path, key: str) -> np.memmap:
+    """Array ``key`` of a safetensors file, memory-mapped read-only (offsets already
+    checked by ``safe_open``)."""
+    with p.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        info = json.loads(f.read(n))[key]
+    lo, _ = info["data_offsets"]
+    dtype = ST_DTYPES[info["dtype"]]
+    return np.memmap(p, dtype=dtype, mode="r", offset=8 + n + lo, shape=tuple(info["shape"]))
+
+
+def _mapped_sha256(a: np.memmap) -> tuple[str, bool]:
+    """(SHA-256 of a memory-mapped array's bytes, all finite), read from its file in
+    chunks: its pages are not kept mapped (a 1 GB R adds nothing to the RSS)."""
+    h = hashlib.sha256()
+    finite = True
+    left = a.nbytes
+    with open(a.filename, "rb") as f:  # type: ignore[arg-type]
+        f.seek(a.offset)
+        while left:
+            chunk = f.read(min(_HASH_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            h.update(chunk)
+            if finite and a.dtype.kind == "f":
+                finite = bool(np.isfinite(np.frombuffer(chunk, dtype=a.dtype)).all())
+    return h.hexdigest(), finite and not left
 
 
 def _read_meta(header: dict[str, str], name: str) -> dict[str, Any]:
@@ -169,9 +220,16 @@ def _verify(arrays: dict[str, np.ndarray], meta: dict[str, Any], name: str, path
             want = first_line(ValueError(repr(want)), 60)
             raise fail(name, f"{key} of shape {want}", f"shape {arrays[key].shape}")
     for key, digest in meta.get("sha256", {}).items():
-        if key not in arrays or _sha256(arrays[key]) != digest:
+        a = arrays.get(key)
+        if a is None:
+            raise fail(name, f"array {key!r} with its recorded SHA-256", "no such array")
+        got, finite = _mapped_sha256(a) if isinstance(a, np.memmap) else (_sha256(a), True)
+        if got != digest:
             raise fail(name, f"array {key!r} with its recorded SHA-256", "a mismatch (corrupted)")
-    needed = ("R", "items_utf8", "items_offsets", "queries_utf8", "queries_offsets")
+        if not finite:
+            raise fail(name, f"{key} finite", "NaN or infinite entries")
+    scores = "RT" if meta.get("version", 1) >= 2 else "R"
+    needed = (scores, "items_utf8", "items_offsets", "queries_utf8", "queries_offsets")
     if any(k not in arrays or k not in meta.get("sha256", {}) for k in needed):
         raise fail(name, f"checksummed arrays {list(needed)}", f"arrays {sorted(arrays)}")
     if "checksum" not in meta:
@@ -180,17 +238,22 @@ def _verify(arrays: dict[str, np.ndarray], meta: dict[str, Any], name: str, path
             "is loaded unverified",
             stacklevel=4,
         )
-    elif meta["checksum"] != _meta_digest(meta):
+    elif meta["checksum"] != meta_digest(meta):
         raise corrupt(name, path, "metadata checksum")
 
 
-def read_index(
-    path: str | os.PathLike[str],
-) -> tuple[np.ndarray, list[Any], list[Any], dict[str, Any]]:
-    """Read and verify an index file.
+class StoredIndex(NamedTuple):
+    """What an index file holds."""
 
-    Returns:
-        (R (k_q, N), items (N,), anchor queries (k_q,), config).
+    r: np.ndarray  # (k_q, N); for version 2 a transposed view of the memory-mapped RT
+    items: list[Any]  # (N,)
+    queries: list[Any]  # (k_q,) anchor queries
+    config: dict[str, Any]
+    mips: np.ndarray | None  # (bytes,) uint8 serialised FAISS index, or None
+
+
+def read_index(path: str | os.PathLike[str]) -> StoredIndex:
+    """Read and verify an index file (version 2: R memory-mapped, verified by reading).
 
     Raises:
         ValueError: missing, truncated, corrupted (checksum), foreign or newer-version file.
@@ -203,11 +266,21 @@ def read_index(
     header, arrays = _read_file(p, name)
     meta = _read_meta(header, name)
     _verify(arrays, meta, name, p)
-    r = arrays["R"]
     items = _decode(arrays["items_utf8"], arrays["items_offsets"], "items", name)
     queries = _decode(arrays["queries_utf8"], arrays["queries_offsets"], "anchor queries", name)
+    if "RT" in meta.get("sha256", {}) and meta.get("version", 1) >= 2:
+        r = arrays["RT"].T  # (k_q, N) view: no copy, nothing read
+        dtypes: tuple[type, ...] = (np.float16, np.float32, np.float64)
+        finite = True  # checked while hashing
+    else:
+        r = arrays["R"]
+        dtypes = (np.float32, np.float64)
+        finite = bool(np.isfinite(r).all()) if r.dtype.kind == "f" else False
     if r.ndim != 2 or r.shape != (len(queries), len(items)):
         raise fail(name, f"R of shape ({len(queries)}, {len(items)})", f"shape {r.shape}")
-    if r.dtype not in (np.float32, np.float64) or not np.isfinite(r).all():
+    if r.dtype not in dtypes or not finite:
         raise fail(name, "R finite float32 or float64", f"dtype {r.dtype}, or NaN/inf")
-    return r, items, queries, dict(meta.get("config", {}))
+    mips = arrays.get("mips") if "mips" in meta.get("sha256", {}) else None
+    if mips is not None and (mips.dtype != np.uint8 or mips.ndim != 1):
+        raise fail(name, "mips as uint8 bytes", f"dtype {mips.dtype}, shape {mips.shape}")
+    return StoredIndex(r, items, queries, dict(meta.get("config", {})), mips)
