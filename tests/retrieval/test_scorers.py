@@ -20,7 +20,7 @@ from structmat.retrieval import (
 )
 from structmat.retrieval.scorers import maxsim
 from tests.reference import retrieval as ref
-from tests.retrieval.tiny_bert import fixture_texts, make_tiny_bert
+from tests.retrieval.tiny_bert import fixture_texts, make_tiny_bert, make_tiny_distilbert
 
 transformers = pytest.importorskip("transformers")
 
@@ -55,6 +55,41 @@ def test_cross_encoder_equals_one_forward_per_pair(bert_dir: Path, texts: tuple)
                 enc = tok(q, d, truncation=True, max_length=64, return_tensors="pt")
                 want = float(model(**enc).logits[0, 0])
                 assert float(got[a, b]) == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_tiny_tokenizer_knows_the_fixture_words(bert_dir: Path, texts: tuple) -> None:
+    """Guard: a tokenizer mapping every word to [UNK] would make the tests vacuous."""
+    items, queries = texts
+    tok = transformers.AutoTokenizer.from_pretrained(bert_dir)
+    ids = [i for t in items + queries for i in tok(t)["input_ids"]]
+    assert ids.count(tok.unk_token_id) < 0.02 * len(ids)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_cross_encoder_spec_on_any_local_checkpoint(
+    tmp_path: Path, texts: tuple, arch: str
+) -> None:
+    """``cross-encoder:PATH`` on a BERT (token types, 128 positions) and a DistilBERT (no
+    token types, 64 positions), with pairs longer than the model reads: truncated there."""
+    items, queries = texts
+    make = make_tiny_bert if arch == "bert" else make_tiny_distilbert
+    path = make(tmp_path / arch, seed=2)
+    scorer = scorer_from_spec(f"cross-encoder:{path}")
+    assert isinstance(scorer, CrossEncoderScorer)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    limit = model.config.max_position_embeddings
+    assert scorer.max_length == limit < 256  # the default max_length, capped
+    long_items = [" ".join(items[:6]), *items[:3]]
+    assert len(tok(queries[0], long_items[0])["input_ids"]) > limit
+    got = scorer(queries[:2], long_items)
+    with torch.no_grad():
+        for a, q in enumerate(queries[:2]):
+            for b, d in enumerate(long_items):
+                enc = tok(q, d, truncation=True, max_length=limit, return_tensors="pt")
+                want = float(model(**enc).logits[0, 0])
+                assert float(got[a, b]) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert len(set(got.flatten().tolist())) == got.numel()  # the texts matter
 
 
 def test_cross_encoder_from_objects_and_labels(bert_dir: Path, texts: tuple) -> None:

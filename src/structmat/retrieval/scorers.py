@@ -110,8 +110,28 @@ def _load(model_or_path: Any, tokenizer: Any, auto: str) -> tuple[Any, Any]:
     return model_or_path, tokenizer
 
 
+def _position_limit(model: Any, tokenizer: Any) -> int | None:
+    """Most tokens the model reads: the tokenizer's ``model_max_length`` when it sets
+    one, else the position table (``max_position_embeddings``; RoBERTa-style
+    embeddings start counting at ``padding_idx + 1``); ``None`` when neither says."""
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:  # unset = a huge sentinel
+        return tok_max
+    n_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(n_pos, int) or n_pos < 1:
+        return None
+    embeddings = getattr(getattr(model, "base_model", None), "embeddings", None)
+    pad = getattr(embeddings, "padding_idx", None)
+    return n_pos - (pad + 1) if isinstance(pad, int) and n_pos > pad + 2 else n_pos
+
+
 class _HFScorer:
-    """Common state: a model in eval mode on ``device``, its tokenizer, batching."""
+    """Common state: a model in eval mode on ``device``, its tokenizer, batching.
+
+    Token limits (``max_length`` and the like) are capped at what the model reads
+    (:func:`_position_limit`), so a checkpoint with a shorter position table
+    truncates longer texts instead of failing.
+    """
 
     _auto = "AutoModel"
 
@@ -130,7 +150,11 @@ class _HFScorer:
         self.device = torch.device(device)
         self.model = self.model.to(self.device).eval()
         self.batch_size = batch_size
-        self.max_length = max_length
+        self.position_limit = _position_limit(self.model, self.tokenizer)
+        self.max_length = self._cap(max_length)
+
+    def _cap(self, max_length: int) -> int:
+        return max_length if self.position_limit is None else min(max_length, self.position_limit)
 
     def _tokens(
         self, texts: Sequence[str], pair: Sequence[str] | None = None, **kw: Any
@@ -140,7 +164,7 @@ class _HFScorer:
             None if pair is None else list(pair),
             padding=True,
             truncation=True,
-            max_length=kw.pop("max_length", self.max_length),
+            max_length=self._cap(kw.pop("max_length", self.max_length)),
             return_tensors="pt",
             **kw,
         )
@@ -157,7 +181,8 @@ class CrossEncoderScorer(_HFScorer):
         tokenizer: the tokenizer (default: loaded from the same path).
         label: which logit is the score; default 0 for one-logit rerankers, else
             the last label (the "relevant" class of two-class models).
-        batch_size: pairs per forward pass; max_length: tokens per pair (truncated).
+        batch_size: pairs per forward pass; max_length: tokens per pair (truncated;
+            at most what the model reads, e.g. its ``max_position_embeddings``).
         device: where the model runs.
 
     Calling it: ``scorer(queries, items) -> (len(queries), len(items))`` float32.
