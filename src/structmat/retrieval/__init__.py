@@ -17,6 +17,7 @@ from structmat.retrieval.scorers import (
     minilm_path,
     scorer_from_spec,
 )
+from structmat.retrieval.stream import build_index_file
 
 __all__ = [
     "ANCHOR_METHODS",
@@ -29,6 +30,7 @@ __all__ = [
     "MIPSIndex",
     "MatrixScorer",
     "NanorankerScorer",
+    "build_index_file",
     "cur_approximate_scores",
     "cur_query_weights",
     "faiss_available",

@@ -109,7 +109,12 @@ def select_anchor_items(r: Any, k: int, method: str, seed: int) -> np.ndarray:
     Returns:
         ids: (k,) int64 item ids, distinct, sorted ascending.
     """
-    r = as_real_array(r, "r", 2, "(k_q, N)")
+    return select_checked(as_real_array(r, "r", 2, "(k_q, N)"), k, method, seed)
+
+
+def select_checked(r: np.ndarray, k: int, method: str, seed: int) -> np.ndarray:
+    """:func:`select_anchor_items` for an R known to be finite (a CUR index's): the
+    ``random`` rule then never reads R (a memory-mapped 1 GB R stays on disk)."""
     n = r.shape[1]
     check_int(k, "k", 1, n, wanted=f"a count in [1, {n}] (the columns of r)")
     check_choice(method, "method", ANCHOR_METHODS)

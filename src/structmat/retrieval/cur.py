@@ -42,7 +42,7 @@ from structmat.retrieval.anchors import (
     check_seed,
     cur_approximate_scores,
     cur_query_weights,
-    select_anchor_items,
+    select_checked,
 )
 from structmat.retrieval.build import Scorer, as_score_block, score_matrix
 from structmat.retrieval.mips import BACKENDS, MIPS_KINDS, MIPSIndex, blocked_scores
@@ -108,7 +108,7 @@ class CURIndex:
         rcond: float = 1e-6,
         backend: str = "auto",
         mips: str = "flat",
-        nprobe: int = 32,
+        nprobe: int = 8,
         scorer_spec: str | None = None,
         _mips_index: MIPSIndex | None = None,
         _verified: bool = False,
@@ -310,7 +310,7 @@ class CURIndex:
                 return self._anchor_cache[key]
             if not 1 <= key <= self.num_items:
                 raise fail("anchor_items", f"a count in [1, {self.num_items}]", repr(key))
-            ids = select_anchor_items(self._r, key, self.anchor_method, self.seed)
+            ids = select_checked(self._r, key, self.anchor_method, self.seed)
         else:
             try:
                 ids = np.asarray(anchor_items)
@@ -507,7 +507,7 @@ class CURIndex:
             if kind == stored.config.get("mips"):
                 mips = MIPSIndex.from_bytes(
                     stored.r, stored.mips, kind, float(stored.config.get("mips_max_sq", 0.0)),
-                    nprobe=int(settings.get("nprobe", 32)),
+                    nprobe=int(settings.get("nprobe", 8)),
                 )  # fmt: skip
         return cls(
             stored.r,

@@ -51,6 +51,7 @@ VERSION = 2
 # safetensors dtype names of the arrays an index holds
 ST_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "U8": np.uint8,
              "I64": np.int64}  # fmt: skip
+_MAPPED = ("RT", "mips")  # large arrays: memory-mapped on load, hashed by reading
 _HASH_CHUNK = 1 << 24  # bytes of a memory-mapped array hashed at a time
 
 
@@ -142,7 +143,7 @@ def write_index(
 def _read_file(p: Path, name: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """The safetensors header metadata and every array (safetensors checks the
     header's offsets against the file size before reading anything); ``RT`` is
-    memory-mapped read-only, not read."""
+    and ``mips`` are memory-mapped read-only, not read."""
     from safetensors import SafetensorError, safe_open
 
     if not p.is_file():
@@ -151,9 +152,10 @@ def _read_file(p: Path, name: str) -> tuple[dict[str, str], dict[str, np.ndarray
         with safe_open(p, framework="numpy") as f:
             header = f.metadata() or {}
             keys = list(f.keys())
-            arrays = {k: f.get_tensor(k) for k in keys if k != "RT"}
-        if "RT" in keys:
-            arrays["RT"] = _map(p, "RT")
+            arrays = {k: f.get_tensor(k) for k in keys if k not in _MAPPED}
+        for key in _MAPPED:
+            if key in keys:
+                arrays[key] = _map(p, key)
     except (SafetensorError, OSError, ValueError, TypeError, KeyError) as err:
         why = first_line(err)
         raise fail(name, "a complete safetensors file", f"an unreadable file ({why})") from err

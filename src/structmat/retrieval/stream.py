@@ -63,7 +63,7 @@ def build_index_file(
     seed: int = 0,
     rcond: float = 1e-6,
     backend: str = "auto",
-    nprobe: int = 32,
+    nprobe: int = 8,
     scorer_spec: str | None = None,
     journal_seconds: float = 1.0,
 ) -> Path:
@@ -286,17 +286,17 @@ class _PartialFile:
         lay = self.layout
         sha = {key: hashlib.sha256(a.tobytes()).hexdigest() for key, a in lay.fixed.items()}
         sha["RT"] = self._hash_rt()
-        mips_data, max_sq = self._mips()
-        if mips_data is not None:
-            sha["mips"] = hashlib.sha256(mips_data.tobytes()).hexdigest()
-        header = lay.header(sha, 0 if mips_data is None else mips_data.nbytes, max_sq)
-        if len(header) > lay.room:  # cannot happen: the room was sized for the largest values
-            raise AssertionError(f"index header of {len(header)} bytes > room {lay.room}")
+        index, max_sq = self._mips()
         with self.path.open("r+b") as f:
             f.truncate(lay.data_start + lay.fixed_end)
-            if mips_data is not None:
-                f.seek(lay.data_start + lay.fixed_end)
-                f.write(mips_data.tobytes())
+            f.seek(lay.data_start + lay.fixed_end)
+            mips_bytes = 0
+            if index is not None:  # streamed into the file, hashed on the way: no copy in RAM
+                sha["mips"], mips_bytes = _write_faiss(index, f)
+                del index
+            header = lay.header(sha, mips_bytes, max_sq)
+            if len(header) > lay.room:  # cannot happen: the room fits the largest values
+                raise AssertionError(f"index header of {len(header)} bytes > room {lay.room}")
             f.seek(0)
             f.write(struct.pack("<Q", lay.room) + header.ljust(lay.room, b" "))
             f.flush()
@@ -324,19 +324,33 @@ class _PartialFile:
             h.update(rows.tobytes())
         return h.hexdigest()
 
-    def _mips(self) -> tuple[np.ndarray | None, float]:
+    def _mips(self) -> tuple[Any, float]:
+        """(the FAISS index to save, or None for flat; M² of its Euclidean reduction)."""
         kind = self.layout.config["mips"]
         if kind == "ivf":
-            import faiss
-
-            index = ivf_index(self._rows, self.layout.n)
-            return np.asarray(faiss.serialize_index(index), dtype=np.uint8), math.nan
+            return ivf_index(self._rows, self.layout.n)
         if kind == "hnsw":  # built in memory from all of R (HNSW has no chunked build)
-            lay = self.layout
-            r = self._rows(0, lay.n).T  # (k_q, N)
-            built = MIPSIndex(r, "faiss", "hnsw")
-            return built.to_bytes(), built.max_sq
+            built = MIPSIndex(self._rows(0, self.layout.n).T, "faiss", "hnsw")  # (k_q, N)
+            return built._faiss, built.max_sq
         return None, math.nan
+
+
+def _write_faiss(index: Any, f: Any) -> tuple[str, int]:
+    """Write a FAISS index at ``f``'s position: (its SHA-256, its size in bytes)."""
+    import faiss
+
+    h = hashlib.sha256()
+    size = 0
+
+    def write(data: bytes) -> int:
+        nonlocal size
+        f.write(data)
+        h.update(data)
+        size += len(data)
+        return len(data)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
+    return h.hexdigest(), size
 
 
 def _overflow(dtype: np.dtype[Any]) -> ValueError:
