@@ -47,15 +47,16 @@ def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]
 
 
 def _flatten_batch(
-    v: torch.Tensor, w: torch.Tensor
+    v: torch.Tensor, w: torch.Tensor, name: str = "w"
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
     """Broadcast v (..., M, N) and w (..., N) over their batch dims and flatten them:
-    returns vb (Bt, M, N), wb (Bt, N) and the broadcast batch shape."""
+    returns vb (Bt, M, N), wb (Bt, N) and the broadcast batch shape (``name`` names w
+    in the error)."""
     try:
         batch = _broadcast_shapes(v.shape[:-2], w.shape[:-1])
     except ValueError as err:
         raise fail(
-            "w", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(w.shape)
+            name, f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(w.shape)
         ) from err
     M, N = v.shape[-2:]
     Bt = math.prod(batch)  # explicit: reshape(-1, ...) is ambiguous when M or N is 0
@@ -70,6 +71,48 @@ def _cauchy_chunk(Bt: int, N: int, J: int, chunk: int | None) -> int:
     return max(1, min(J, _CAUCHY_BLOCK // max(1, Bt * N)))
 
 
+def _check_cauchy_args(
+    v: torch.Tensor, z: torch.Tensor, zname: str, w: torch.Tensor, chunk: int | None
+) -> None:
+    """The argument checks shared by ``cauchy`` and ``cauchy_conj``."""
+    check_tensor(v, "v", "(..., M, N)", 2, at_least=True, kind="numeric")
+    check_tensor(z, zname, "(J,)", 1, kind="numeric")
+    check_tensor(w, "w", "(..., N)", 1, at_least=True, kind="numeric")
+    check_same_last_dim(w, "w", v.shape[-1], "v")
+    if chunk is not None:
+        check_positive_int(chunk, "chunk")
+
+
+def _apply_cauchy(
+    fn: type[torch.autograd.Function],
+    v: torch.Tensor,
+    z: torch.Tensor,
+    w: torch.Tensor,
+    chunk: int | None,
+) -> torch.Tensor:
+    """Flatten the batch, pick the chunk, run ``fn`` ((Bt, M, N), (J,), (Bt, N)) and
+    restore the batch: (..., M, J). Zeros when there are no nodes or no batch."""
+    vb, wb, batch = _flatten_batch(v, w)
+    M, N = v.shape[-2:]
+    J = z.shape[0]
+    if J == 0 or vb.shape[0] == 0:
+        return torch.zeros(*batch, M, J, dtype=v.dtype, device=v.device)
+    ck = _cauchy_chunk(vb.shape[0], N, J, chunk)
+    out = fn.apply(vb.contiguous(), z.contiguous(), wb.contiguous(), ck)
+    return out.reshape(*batch, M, J)  # (..., M, J)
+
+
+def _save(ctx: Any, chunk: int, *tensors: torch.Tensor) -> None:
+    """Keep the small inputs and the chunk size for a chunked backward."""
+    ctx.save_for_backward(*tensors)
+    ctx.chunk = chunk
+
+
+def _saved(ctx: Any) -> tuple[Any, ...]:
+    """What ``_save`` kept: the saved tensors, then the chunk size."""
+    return (*ctx.saved_tensors, ctx.chunk)
+
+
 class _Cauchy(torch.autograd.Function):
     """r[b, m, j] = Σ_n v[b, m, n] / (z[j] - w[b, n]) on flattened batches."""
 
@@ -77,21 +120,17 @@ class _Cauchy(torch.autograd.Function):
     def forward(
         ctx: Any, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, chunk: int
     ) -> torch.Tensor:
-        Bt, M, _ = v.shape
-        J = z.shape[0]
-        out = torch.empty(Bt, M, J, dtype=v.dtype, device=v.device)
+        out = v.new_empty(v.shape[0], v.shape[1], z.shape[0])  # (Bt, M, J)
         wc = w.unsqueeze(-1)  # (Bt, N, 1)
-        for j0 in range(0, J, chunk):
+        for j0 in range(0, z.shape[0], chunk):
             G = torch.reciprocal(z[j0 : j0 + chunk] - wc)  # (Bt, N, Jc)
             torch.matmul(v, G, out=out[:, :, j0 : j0 + chunk])  # (Bt, M, Jc)
-        ctx.save_for_backward(v, z, w)
-        ctx.chunk = chunk
+        _save(ctx, chunk, v, z, w)
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, ...]:
-        v, z, w = ctx.saved_tensors
-        chunk = ctx.chunk
+        v, z, w, chunk = _saved(ctx)
         need_v, need_z, need_w = ctx.needs_input_grad[:3]
         J = z.shape[0]
         wc = w.unsqueeze(-1)  # (Bt, N, 1)
@@ -131,7 +170,7 @@ def cauchy(
         v: (..., M, N) numerators; M products share one set of denominators.
         z: (J,) nodes.
         w: (..., N) poles, batch dims broadcastable with v's.
-        chunk: nodes per chunk; None picks one that keeps a chunk near 2^20 entries.
+        chunk: nodes per chunk; None picks one that keeps a chunk near 2^18 entries.
 
     Returns:
         r: (..., M, J) complex (complex128 if any input is double precision).
@@ -139,22 +178,9 @@ def cauchy(
     Raises:
         ValueError: wrong ranks, mismatched N, non-positive chunk.
     """
-    check_tensor(v, "v", "(..., M, N)", 2, at_least=True, kind="numeric")
-    check_tensor(z, "z", "(J,)", 1, kind="numeric")
-    check_tensor(w, "w", "(..., N)", 1, at_least=True, kind="numeric")
-    check_same_last_dim(w, "w", v.shape[-1], "v")
-    if chunk is not None:
-        check_positive_int(chunk, "chunk")
+    _check_cauchy_args(v, z, "z", w, chunk)
     cdt = _complex_dtype(v, z, w)
-    v, z, w = v.to(cdt), z.to(cdt), w.to(cdt)
-    vb, wb, batch = _flatten_batch(v, w)
-    M, N = v.shape[-2:]
-    J = z.shape[0]
-    if J == 0 or vb.shape[0] == 0:
-        return torch.zeros(*batch, M, J, dtype=cdt, device=v.device)
-    ck = _cauchy_chunk(vb.shape[0], N, J, chunk)
-    out = _Cauchy.apply(vb.contiguous(), z.contiguous(), wb.contiguous(), ck)
-    return out.reshape(*batch, M, J)  # (..., M, J)
+    return _apply_cauchy(_Cauchy, v.to(cdt), z.to(cdt), w.to(cdt), chunk)
 
 
 class _CauchyConj(torch.autograd.Function):
@@ -190,6 +216,12 @@ class _CauchyConj(torch.autograd.Function):
         q.mul_(tmp)
 
     @staticmethod
+    def _poles(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """a², 2a and c for w = a + i c, each (Bt, N, 1), as ``_E`` takes them."""
+        a, c = w.real.unsqueeze(-1), w.imag.unsqueeze(-1).contiguous()  # (Bt, N, 1)
+        return a * a, 2.0 * a, c
+
+    @staticmethod
     def _buffers(Bt: int, N: int, jc: int, like: torch.Tensor, n: int) -> list[torch.Tensor]:
         return [
             torch.empty(Bt * N * 2 * jc, dtype=like.dtype, device=like.device) for _ in range(n)
@@ -197,10 +229,7 @@ class _CauchyConj(torch.autograd.Function):
 
     @staticmethod
     def _view(buf: torch.Tensor, *shape: int) -> torch.Tensor:
-        size = 1
-        for s_ in shape:
-            size *= s_
-        return buf[:size].view(*shape)
+        return buf[: math.prod(shape)].view(*shape)
 
     @staticmethod
     def forward(
@@ -208,8 +237,7 @@ class _CauchyConj(torch.autograd.Function):
     ) -> torch.Tensor:
         Bt, M, N = v.shape
         J = y.shape[0]
-        a, c = w.real.unsqueeze(-1), w.imag.unsqueeze(-1).contiguous()  # (Bt, N, 1)
-        a2, ax2 = a * a, 2.0 * a
+        a2, ax2, c = _CauchyConj._poles(w)
         alpha = 2.0 * v.real  # (Bt, M, N)
         beta = -2.0 * (v * w.conj().unsqueeze(1)).real  # (Bt, M, N)
         coef = torch.cat([alpha, beta], dim=1)  # (Bt, 2M, N)
@@ -226,8 +254,7 @@ class _CauchyConj(torch.autograd.Function):
             # r = i y (α·E) + β·E
             o[:, :, j0 : j0 + jc, 0] = R[:, M:, :jc] - yc * R[:, :M, jc:]
             o[:, :, j0 : j0 + jc, 1] = R[:, M:, jc:] + yc * R[:, :M, :jc]
-        ctx.save_for_backward(v, y, w)
-        ctx.chunk = chunk
+        _save(ctx, chunk, v, y, w)
         return out
 
     @staticmethod
@@ -236,12 +263,10 @@ class _CauchyConj(torch.autograd.Function):
         #   grad_v = 2 Im(S1) - 2 w Re(S0)
         #   grad_w = Σ_m conj(v) (2 w² Re T0 - 4 w Im T1 - 2 Re T2)
         # with conj(E)² = Fr + i Fi, Fr = (Er - Ei)(Er + Ei), Fi = -2 Er Ei.
-        v, y, w = ctx.saved_tensors
-        chunk = ctx.chunk
+        v, y, w, chunk = _saved(ctx)
         Bt, M, N = v.shape
         J = y.shape[0]
-        a, c = w.real.unsqueeze(-1), w.imag.unsqueeze(-1).contiguous()  # (Bt, N, 1)
-        a2, ax2 = a * a, 2.0 * a
+        a2, ax2, c = _CauchyConj._poles(w)
         gr, gi = g.real, g.imag  # (Bt, M, J)
         rdt = gr.dtype
         U = torch.zeros(Bt, 2 * M, N, dtype=rdt, device=g.device)  # Re S0, Im S1
@@ -317,25 +342,12 @@ def cauchy_conj(
     Raises:
         ValueError: wrong ranks, mismatched sizes, complex y.
     """
-    check_tensor(v, "v", "(..., M, N)", 2, at_least=True, kind="numeric")
-    check_tensor(y, "y", "(J,)", 1, kind="numeric")
-    check_tensor(w, "w", "(..., N)", 1, at_least=True, kind="numeric")
+    _check_cauchy_args(v, y, "y", w, chunk)
     if y.is_complex():
         raise fail("y", "real node positions (the nodes are i·y)", f"dtype {y.dtype}")
-    check_same_last_dim(w, "w", v.shape[-1], "v")
-    if chunk is not None:
-        check_positive_int(chunk, "chunk")
     cdt = _complex_dtype(v, y, w)
     rdt = torch.float64 if cdt == torch.complex128 else torch.float32
-    v, w, y = v.to(cdt), w.to(cdt), y.to(rdt)
-    vb, wb, batch = _flatten_batch(v, w)
-    M, N = v.shape[-2:]
-    J = y.shape[0]
-    if J == 0 or vb.shape[0] == 0:
-        return torch.zeros(*batch, M, J, dtype=cdt, device=v.device)
-    ck = _cauchy_chunk(vb.shape[0], N, J, chunk)
-    out = _CauchyConj.apply(vb.contiguous(), y.contiguous(), wb.contiguous(), ck)
-    return out.reshape(*batch, M, J)  # (..., M, J)
+    return _apply_cauchy(_CauchyConj, v.to(cdt), y.to(rdt), w.to(cdt), chunk)
 
 
 def _vandermonde_chunk(L: int, chunk: int | None) -> int:
@@ -430,18 +442,8 @@ def vandermonde(
     check_same_last_dim(logx, "logx", v.shape[-1], "v")
     cdt = _complex_dtype(v, logx)
     v, logx = v.to(cdt), logx.to(cdt)
-    try:
-        batch = _broadcast_shapes(v.shape[:-2], logx.shape[:-1])
-    except ValueError as err:
-        raise fail(
-            "logx", f"batch dims broadcastable with v {shape_str(v.shape)}", shape_str(logx.shape)
-        ) from err
-    M, N = v.shape[-2:]
-    Bt = math.prod(batch)
-    vb = v.expand(*batch, M, N).reshape(Bt, M, N)  # (Bt, M, N)
-    xb = logx.expand(*batch, N).reshape(Bt, N)  # (Bt, N)
+    vb, xb, batch = _flatten_batch(v, logx, "logx")
     if vb.shape[0] == 0:
-        return torch.zeros(*batch, M, L, dtype=cdt, device=v.device)
-    ck = _vandermonde_chunk(L, chunk)
-    out = _Vandermonde.apply(vb.contiguous(), xb.contiguous(), L, ck)
-    return out.reshape(*batch, M, L)  # (..., M, L)
+        return torch.zeros(*batch, v.shape[-2], L, dtype=cdt, device=v.device)
+    out = _Vandermonde.apply(vb.contiguous(), xb.contiguous(), L, _vandermonde_chunk(L, chunk))
+    return out.reshape(*batch, v.shape[-2], L)  # (..., M, L)
