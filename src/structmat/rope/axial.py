@@ -32,13 +32,13 @@ from structmat._checks import (
     check_choice,
     check_floating,
     check_int,
-    check_ndim,
     check_number,
     check_positive_int,
     check_tensor,
     fail,
     shape_str,
 )
+from structmat.rope._validate import as_positions, check_tokens
 from structmat.rope.kernel import LAYOUTS, compute_dtype, rotate_pairs
 from structmat.rope.rotary import _angle_dtype
 
@@ -184,21 +184,15 @@ def apply_rotary_2d(
         ValueError: D not a multiple of 4 (axial or default mixed), odd D, shapes
             that do not match, ``freqs`` given with ``mode="axial"``.
     """
-    check_tensor(x, "x", "(..., L, D)", kind="float")
-    check_ndim(x, "x", 2, "(..., L, D)", at_least=True)
+    check_tokens(x)
     check_choice(mode, "mode", MODES)
     check_choice(layout, "layout", LAYOUTS)
     L, D = x.shape[-2], x.shape[-1]
     b = _DEFAULT_BASE[mode] if base is None else base
     check_number(b, "base", 1.0, low_open=True)
-    pos = as_tensor(positions, "positions")
-    if pos.is_complex() or pos.dtype == torch.bool:
-        raise fail("positions", "integer or real (x, y) positions", f"dtype {pos.dtype}")
-    if pos.shape != (L, 2):
-        raise fail("positions", f"shape (L, 2) = ({L}, 2)", f"shape {shape_str(pos.shape)}")
-    if pos.is_floating_point() and not bool(torch.isfinite(pos).all()):
-        raise fail("positions", "finite values", "NaN or infinite entries")
-    pos = pos.to(x.device)
+    pos = as_positions(
+        positions, "(x, y) positions", lambda p: p.shape == (L, 2), f"shape (L, 2) = ({L}, 2)"
+    ).to(x.device)
     if mode == "axial":
         if freqs is not None:
             raise fail("freqs", "None for mode='axial' (use mode='mixed')", "a tensor")

@@ -36,10 +36,10 @@ from structmat._checks import (
     check_ndim,
     check_number,
     check_positive_int,
-    check_tensor,
     fail,
     shape_str,
 )
+from structmat.rope._validate import as_positions, check_tokens
 from structmat.rope.kernel import LAYOUTS, compute_dtype, rotate_pairs
 from structmat.rope.scaling import RopeScaling, inverse_frequencies, parse_scaling
 
@@ -86,8 +86,7 @@ def _check_base(base: Any) -> None:
 
 def _check_x(x: Any, rotary_dim: int | None) -> tuple[torch.Tensor, int]:
     """Validate x (..., L, D) and the rotary width; returns (x, R)."""
-    check_tensor(x, "x", "(..., L, D)", kind="float")
-    check_ndim(x, "x", 2, "(..., L, D)", at_least=True)
+    check_tokens(x)
     D = x.shape[-1]
     if rotary_dim is None:
         # all D channels rotate: x itself must hold whole pairs
@@ -106,22 +105,17 @@ def _positions(positions: Any, x: torch.Tensor) -> torch.Tensor:
     L = x.shape[-2]
     if positions is None:
         return torch.arange(L, device=x.device)
-    pos = as_tensor(positions, "positions")
-    if pos.is_complex() or pos.dtype == torch.bool:
-        raise fail("positions", "integer or real positions", f"dtype {pos.dtype}")
-    ok = (pos.ndim == 1 and pos.shape[0] == L) or (
-        pos.ndim == 2 and x.ndim >= 3 and pos.shape == (x.shape[0], L)
-    )
-    if not ok:
-        raise fail(
-            "positions",
-            f"shape (L,) = ({L},) or (B, L) = ({x.shape[0] if x.ndim >= 3 else 'B'}, {L}) "
-            f"for x of shape {shape_str(x.shape)}",
-            f"shape {shape_str(pos.shape)}",
+
+    def shape_ok(pos: torch.Tensor) -> bool:
+        return (pos.ndim == 1 and pos.shape[0] == L) or (
+            pos.ndim == 2 and x.ndim >= 3 and pos.shape == (x.shape[0], L)
         )
-    if pos.is_floating_point() and not bool(torch.isfinite(pos).all()):
-        raise fail("positions", "finite values", "NaN or infinite entries")
-    return pos.to(x.device)
+
+    wanted = (
+        f"shape (L,) = ({L},) or (B, L) = ({x.shape[0] if x.ndim >= 3 else 'B'}, {L}) "
+        f"for x of shape {shape_str(x.shape)}"
+    )
+    return as_positions(positions, "positions", shape_ok, wanted).to(x.device)
 
 
 def _lift(table: torch.Tensor, x: torch.Tensor, per_batch: bool) -> torch.Tensor:
