@@ -102,6 +102,15 @@ def _cholesky_pd(cov: torch.Tensor, name: str, what: str) -> torch.Tensor:
     return chol
 
 
+def _prepare_pd(
+    mu1: Any, cov1: Any, mu2: Any, cov2: Any, dtype: torch.dtype | None, what: str
+) -> tuple[torch.Tensor, ...]:
+    """``_prepare``, then the Cholesky factors of both positive-definite covariances
+    (``what`` names the quantity in the error): (m1, c1, m2, c2, L1, L2)."""
+    m1, c1, m2, c2 = _prepare(mu1, cov1, mu2, cov2, dtype)
+    return m1, c1, m2, c2, _cholesky_pd(c1, "cov1", what), _cholesky_pd(c2, "cov2", what)
+
+
 def _logdet(chol: torch.Tensor) -> torch.Tensor:
     """``ln det Σ`` from ``Σ = L Lᵀ``: twice the sum of ``ln diag L``. (..., d, d) -> (...)."""
     return 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(dim=-1)
@@ -130,9 +139,7 @@ def kl_divergence(
         ValueError: bad shapes, non-finite or non-symmetric input, or a covariance
             that is not positive definite.
     """
-    m1, c1, m2, c2 = _prepare(mu1, cov1, mu2, cov2, dtype)
-    l1 = _cholesky_pd(c1, "cov1", "KL")
-    l2 = _cholesky_pd(c2, "cov2", "KL")
+    m1, _, m2, _, l1, l2 = _prepare_pd(mu1, cov1, mu2, cov2, dtype, "KL")
     # tr(Σ2⁻¹ Σ1) = ‖L2⁻¹ L1‖_F²: a triangular solve, never an inverse.
     trace = torch.linalg.solve_triangular(l2, l1, upper=False).square().sum(dim=(-2, -1))
     maha = _mahalanobis_sq(l2, m2 - m1)
@@ -145,10 +152,7 @@ def bhattacharyya_distance(
 ) -> torch.Tensor:
     """D_B = ⅛ Δμᵀ Σ⁻¹ Δμ + ½ ln(det Σ / sqrt(det Σ1 det Σ2)), Σ = (Σ1 + Σ2)/2.
 
-    Args:
-        mu1, mu2: (..., d) means.
-        cov1, cov2: (..., d, d) positive-definite covariances.
-        dtype: computation and result dtype (default float64).
+    Args: as ``kl_divergence``.
 
     Returns:
         (...,) the distance, ``>= 0``.
@@ -156,9 +160,7 @@ def bhattacharyya_distance(
     Raises:
         ValueError: as ``kl_divergence``.
     """
-    m1, c1, m2, c2 = _prepare(mu1, cov1, mu2, cov2, dtype)
-    l1 = _cholesky_pd(c1, "cov1", "the Bhattacharyya distance")
-    l2 = _cholesky_pd(c2, "cov2", "the Bhattacharyya distance")
+    m1, c1, m2, c2, l1, l2 = _prepare_pd(mu1, cov1, mu2, cov2, dtype, "the Bhattacharyya distance")
     lm = torch.linalg.cholesky(0.5 * (c1 + c2))  # PD since c1, c2 are
     maha = _mahalanobis_sq(lm, m2 - m1)
     d_b = 0.125 * maha + 0.5 * (_logdet(lm) - 0.5 * (_logdet(l1) + _logdet(l2)))
