@@ -34,6 +34,7 @@ __all__ = [
     "check_square",
     "check_symmetric",
     "check_tensor",
+    "check_width_dtype",
     "fail",
     "shape_str",
 ]
@@ -314,3 +315,14 @@ def check_tensor(
         words, ok = _KINDS[kind]
         if not ok(x):
             raise fail(name, words, f"dtype {x.dtype}")
+
+
+def check_width_dtype(
+    x: torch.Tensor, width: int, layout: str, dtype: torch.dtype, whose: str
+) -> None:
+    """Require a last dim of ``width`` (``layout`` names it, e.g. ``"(B, L, C = 8)"``) and
+    the ``dtype`` of a module's weights (``whose`` says whose, in the error)."""
+    if x.shape[-1] != width:
+        raise fail("x", f"shape {layout}", f"shape {shape_str(x.shape)}")
+    if x.dtype != dtype:
+        raise fail("x", f"dtype {dtype} ({whose})", f"dtype {x.dtype}")

@@ -27,8 +27,8 @@ from structmat._checks import (
     check_finite,
     check_positive_int,
     check_tensor,
+    check_width_dtype,
     fail,
-    shape_str,
 )
 from structmat.attention._validate import check_mask, compute_dtype
 from structmat.attention.conv import sequence_conv
@@ -152,13 +152,9 @@ class MultiHeadAttention(nn.Module):
             (B, L, d_model).
         """
         check_tensor(x, "x", "(B, L, d_model)", 3)
-        if x.shape[-1] != self.d_model:
-            raise fail(
-                "x", f"shape (B, L, d_model = {self.d_model})", f"shape {shape_str(x.shape)}"
-            )
-        wdt = self.q_proj.weight.dtype
-        if x.dtype != wdt:
-            raise fail("x", f"dtype {wdt} (the layer's; convert it with .to())", f"dtype {x.dtype}")
+        layout = f"(B, L, d_model = {self.d_model})"
+        whose = "the layer's; convert it with .to()"
+        check_width_dtype(x, self.d_model, layout, self.q_proj.weight.dtype, whose)
         # as the functional attention: NaN / inf inputs are rejected, not propagated
         check_finite(x, "x")
         b, length, _ = x.shape

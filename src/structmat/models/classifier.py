@@ -17,6 +17,7 @@ from structmat._checks import (
     check_number,
     check_positive_int,
     check_tensor,
+    check_width_dtype,
     fail,
     shape_str,
 )
@@ -173,14 +174,11 @@ class SequenceModel(nn.Module):
                 got = f"ids in [{int(x.min())}, {int(x.max())}]"
                 raise fail("x", f"token ids in [0, num_tokens = {self.num_tokens})", got)
         else:
-            check_tensor(x, "x", f"(B, L, C = {self.input_dim})", 3)
-            if x.shape[-1] != self.input_dim:
-                raise fail(
-                    "x", f"shape (B, L, C = {self.input_dim})", f"shape {shape_str(x.shape)}"
-                )
-            wdt = self.encoder.weight.dtype
-            if x.dtype != wdt:
-                raise fail("x", f"dtype {wdt} (the model's)", f"dtype {x.dtype}")
+            layout = f"(B, L, C = {self.input_dim})"
+            check_tensor(x, "x", layout, 3)
+            weight = self.encoder.weight
+            assert self.input_dim is not None and isinstance(weight, torch.Tensor)
+            check_width_dtype(x, self.input_dim, layout, weight.dtype, "the model's")
         if mask is not None and not isinstance(mask, torch.Tensor):
             raise fail("mask", f"bool (B, L) = {shape_str(x.shape[:2])}", type(mask).__name__)
         if mask is not None and (
