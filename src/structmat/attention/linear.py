@@ -80,20 +80,31 @@ def _read(num_den: torch.Tensor, eps: float) -> torch.Tensor:
     return num_den[..., :-1] / den
 
 
-def _noncausal(
-    qn: torch.Tensor,
-    kn: torch.Tensor,
-    v: torch.Tensor,
-    qd: torch.Tensor,
-    kd: torch.Tensor,
-    eps: float,
-) -> torch.Tensor:
-    """Non-causal core on features; numerator features (qn, kn), denominator (qd, kd).
+class _Features(NamedTuple):
+    """Query and key features: numerator (qn, kn) and denominator (qd, kd), (B, H, L, D).
 
-    All (B, H, L, D) except v (B, H, L, Dv); the two feature pairs differ only when a
-    rotary embedding acts on the numerator (RoFormer, Su et al. 2021, eq. 19).
+    The two pairs differ only when a rotary embedding acts on the numerator (RoFormer,
+    Su et al. 2021, eq. 19); ``_Features.of(qf, kf)`` is the usual one pair for both.
     """
-    if qn is qd and kn is kd:
+
+    qn: torch.Tensor
+    kn: torch.Tensor
+    qd: torch.Tensor
+    kd: torch.Tensor
+
+    @classmethod
+    def of(cls, qf: torch.Tensor, kf: torch.Tensor) -> _Features:
+        return cls(qf, kf, qf, kf)
+
+    @property
+    def same(self) -> bool:
+        return self.qn is self.qd and self.kn is self.kd
+
+
+def _noncausal(f: _Features, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """Non-causal core on features ``f``; v (B, H, L, Dv)."""
+    qn, kn, qd, kd = f
+    if f.same:
         return _read(qn @ _state(kn, v), eps)  # (B, H, Lq, Dv)
     kv = kn.transpose(-1, -2) @ v  # (B, H, D, Dv)
     num = qn @ kv  # (B, H, Lq, Dv)
@@ -102,19 +113,12 @@ def _noncausal(
 
 
 def _causal(
-    qn: torch.Tensor,
-    kn: torch.Tensor,
-    v: torch.Tensor,
-    qd: torch.Tensor,
-    kd: torch.Tensor,
-    eps: float,
-    chunk_size: int,
-    state: LinearAttentionState | None,
+    f: _Features, v: torch.Tensor, eps: float, chunk_size: int, state: LinearAttentionState | None
 ) -> tuple[torch.Tensor, LinearAttentionState]:
     """Causal core by chunks: shapes as in ``_noncausal`` (Lq == L); returns (out, state)."""
+    qn, kn, qd, kd = f
     b, h, length, d = qn.shape
     dv = v.shape[-1]
-    same = qn is qd and kn is kd
     if state is None:
         s = qn.new_zeros(b, h, d, dv)  # (B, H, D, Dv)
         z = qn.new_zeros(b, h, d, 1)  # (B, H, D, 1)
@@ -122,7 +126,7 @@ def _causal(
         s = state.kv.to(qn.dtype)
         z = state.k_sum.to(qn.dtype).unsqueeze(-1)  # (B, H, D, 1)
     out = qn.new_empty(b, h, length, dv)
-    if same:
+    if f.same:
         # Values with a column of ones: one matmul per term gives numerator and normaliser.
         sz = torch.cat([s, z], dim=-1)  # (B, H, D, Dv + 1)
         ones = qn.new_ones(b, h, min(chunk_size, length), 1)
@@ -196,7 +200,7 @@ def linear_attention(
     vc = v.to(ct)
     if causal:
         qf = apply_feature_map(q.to(ct), feature_map)  # (B, H, L, D)
-        out, _ = _causal(qf, kf, vc, qf, kf, eps, chunk_size, None)
+        out, _ = _causal(_Features.of(qf, kf), vc, eps, chunk_size, None)
     else:
         state = _state(kf, vc)  # (B, H, D, Dv + 1)
         del kf  # free φ(K) before φ(Q) is made
@@ -236,7 +240,7 @@ def causal_linear_attention(
     ct = compute_dtype(q.dtype)
     qf = apply_feature_map(q.to(ct), feature_map)
     kf = apply_feature_map(k.to(ct), feature_map)
-    out, new_state = _causal(qf, kf, v.to(ct), qf, kf, eps, chunk_size, state)
+    out, new_state = _causal(_Features.of(qf, kf), v.to(ct), eps, chunk_size, state)
     return out.to(q.dtype), new_state
 
 

@@ -32,7 +32,13 @@ from structmat._checks import (
 )
 from structmat.attention._validate import check_mask, compute_dtype
 from structmat.attention.conv import sequence_conv
-from structmat.attention.linear import FEATURE_MAPS, _causal, _noncausal, apply_feature_map
+from structmat.attention.linear import (
+    FEATURE_MAPS,
+    _causal,
+    _Features,
+    _noncausal,
+    apply_feature_map,
+)
 from structmat.attention.nystrom import PINV_METHODS, landmark_side, landmarks, query_side
 from structmat.attention.softmax import _softmax
 
@@ -232,8 +238,9 @@ class MultiHeadAttention(nn.Module):
             qn, kn = self.rotary.rotate(qn), self.rotary.rotate(kn)
         eps = 1e-6
         vc = v.to(ct)
+        f = _Features(qn, kn, qd, kd)
         if self.causal:
-            out, _ = _causal(qn, kn, vc, qd, kd, eps, self.chunk_size, None)
+            out, _ = _causal(f, vc, eps, self.chunk_size, None)
         else:
-            out = _noncausal(qn, kn, vc, qd, kd, eps)
+            out = _noncausal(f, vc, eps)
         return out.to(q.dtype)
