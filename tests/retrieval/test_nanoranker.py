@@ -3,6 +3,7 @@ on the committed fixture texts; batching, caching, counting and input checks."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,6 @@ def test_missing_package_and_wrong_graphs(tmp_path: Path, monkeypatch: pytest.Mo
             nr_module.load_reranker_mlp(graph(ops, tmp_path / "bad.onnx"))
     with pytest.raises(ValueError, match=r"reranker: expected layers from 1152 inputs to 1 output"):
         nr_module.load_reranker_mlp(graph(["Gemm", "Sigmoid"], tmp_path / "w.onnx", width=8))
-    monkeypatch.setattr(nr_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"nanoranker: expected the nanoranker package installed"):
         NanorankerScorer()

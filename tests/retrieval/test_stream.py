@@ -104,7 +104,7 @@ def test_ivf_index_is_saved_and_finds_what_flat_finds(tmp_path: Path) -> None:
     score = MatrixScorer(scores)
     path = _build(scores, k_q, tmp_path / "i.cur", mips="ivf", nprobe=40, dtype="float16")
     ivf = CURIndex.load(path, score)
-    assert ivf.mips == "ivf" and ivf._index().kind == "ivf" and ivf.nprobe == 40
+    assert ivf.mips == "ivf" and ivf.mips_index.kind == "ivf" and ivf.nprobe == 40
     flat = CURIndex.load(path, score, mips="flat")
     queries = list(range(k_q, k_q + 40))
     _, a = ivf.search_batch(queries, k=10, anchor_items=16, budget=60, adaptive_rounds=2)
@@ -115,7 +115,7 @@ def test_ivf_index_is_saved_and_finds_what_flat_finds(tmp_path: Path) -> None:
     assert overlap >= 0.9
     # the IVF candidates are re-scored exactly: scores are inner products with R
     w = np.random.default_rng(0).standard_normal((3, k_q))
-    s, ids = ivf._index().search(w, 20)
+    s, ids = ivf.mips_index.search(w, 20)
     np.testing.assert_allclose(
         s, np.einsum("nq,qnm->nm", w, ivf.r[:, ids].astype(np.float64)), rtol=1e-5, atol=1e-5
     )

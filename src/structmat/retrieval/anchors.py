@@ -76,8 +76,41 @@ def cur_query_weights(c: Any, r_anchor: Any, rcond: float) -> np.ndarray:
         got = f"shape {shape_str(r_anchor.shape)}"
         raise fail("r_anchor", f"s = {c.shape[1]} columns (to match c)", got)
     check_rcond(rcond)
-    u = np.linalg.pinv(r_anchor.astype(np.float64), rcond=rcond)  # (s, k_q)
-    return c.astype(np.float64) @ u  # (n, k_q)
+    return c.astype(np.float64) @ anchor_pinv(r_anchor, rcond)  # (n, k_q)
+
+
+def anchor_pinv(r_anchor: np.ndarray, rcond: float) -> np.ndarray:
+    """U = pinv(R[:, S]) in float64, singular values <= rcond × the largest dropped:
+    (s, k_q) for r_anchor (k_q, s)."""
+    return np.linalg.pinv(r_anchor.astype(np.float64), rcond=rcond)
+
+
+def anchor_set(
+    r: np.ndarray, anchor_items: Any, method: str, seed: int, rcond: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor ids (k_i,) int64, U = pinv(R[:, ids]) (k_i, k_q) float64) of a CUR index.
+
+    Args:
+        r: (k_q, N) finite anchor-query scores (a CUR index's R: not checked again).
+        anchor_items: a count k_i (chosen by ``method`` and ``seed``) or a sequence of
+            distinct item ids.
+    """
+    n = r.shape[1]
+    if isinstance(anchor_items, (int, np.integer)) and not isinstance(anchor_items, bool):
+        if not 1 <= anchor_items <= n:
+            raise fail("anchor_items", f"a count in [1, {n}]", repr(int(anchor_items)))
+        ids = select_checked(r, int(anchor_items), method, seed)
+    else:
+        try:
+            ids = np.asarray(anchor_items)
+        except (TypeError, ValueError) as err:
+            raise fail("anchor_items", "a count or a sequence of ids", repr(anchor_items)) from err
+        if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
+            raise fail("anchor_items", "a count or a 1-D sequence of item ids", repr(anchor_items))
+        if ids.min() < 0 or ids.max() >= n or np.unique(ids).size != ids.size:
+            raise fail("anchor_items", f"distinct ids in [0, {n})", "others")
+        ids = ids.astype(np.int64)
+    return ids, anchor_pinv(r[:, ids], rcond)
 
 
 def cur_approximate_scores(c: Any, r: Any, anchor_ids: Any, rcond: float) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch
 
 from structmat._checks import check_number, check_positive_int, fail
 from structmat.retrieval.build import as_score_block
-from structmat.retrieval.scorers import item_ids
+from structmat.retrieval.evaluation import item_ids
 
 __all__ = ["BM25", "rerank", "tokenize"]
 

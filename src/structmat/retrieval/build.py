@@ -25,9 +25,22 @@ from tqdm.auto import tqdm
 from structmat._checks import fail, shape_str
 from structmat._io import load_npz, remove_stale_temps, save_npz
 
-__all__ = ["Scorer", "as_score_block", "fingerprint", "run_batches", "score_matrix"]
+__all__ = [
+    "Scorer",
+    "as_score_block",
+    "check_sequence",
+    "fingerprint",
+    "run_batches",
+    "score_matrix",
+]
 
 Scorer = Callable[[list[Any], list[Any]], Any]
+
+
+def check_sequence(x: Any, name: str) -> None:
+    """Queries and items are whatever the scorer takes, but they come as a sequence."""
+    if not isinstance(x, Sequence) or isinstance(x, (str, bytes)):
+        raise fail(name, "a sequence (list) of queries or items", type(x).__name__)
 
 
 def as_score_block(

@@ -29,7 +29,7 @@ are nearly dependent would otherwise amplify score noise by 1/σ_min.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,14 +38,14 @@ import torch
 from structmat._checks import as_real_array, check_choice, check_positive_int, fail
 from structmat.retrieval.anchors import (
     ANCHOR_METHODS,
+    anchor_set,
     check_rcond,
     check_seed,
     cur_approximate_scores,
     cur_query_weights,
-    select_checked,
 )
-from structmat.retrieval.build import Scorer, as_score_block, score_matrix
-from structmat.retrieval.mips import BACKENDS, MIPS_KINDS, MIPSIndex, blocked_scores
+from structmat.retrieval.build import Scorer, as_score_block, check_sequence, score_matrix
+from structmat.retrieval.mips import BACKENDS, MIPS_KINDS, MIPSIndex
 from structmat.retrieval.store import read_index, write_index
 
 __all__ = ["CURIndex", "cur_approximate_scores", "cur_query_weights"]
@@ -55,10 +55,23 @@ __all__ = ["CURIndex", "cur_approximate_scores", "cur_query_weights"]
 _SETTINGS = ("anchor_method", "seed", "rcond", "backend", "mips", "nprobe", "scorer_spec")
 
 
-def _check_sequence(x: Any, name: str) -> None:
-    # queries and items are whatever the scorer takes, but they come as a sequence
-    if not isinstance(x, Sequence) or isinstance(x, (str, bytes)):
-        raise fail(name, "a sequence (list) of queries or items", type(x).__name__)
+class _AnchorSetting:
+    """A setting of the anchor rule: checked and converted when set; a change drops
+    the index's cached anchors and pseudo-inverses."""
+
+    def __init__(self, check: Callable[[Any], None], convert: Callable[[Any], Any]) -> None:
+        self.check, self.convert = check, convert
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = "_" + name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        return self if obj is None else getattr(obj, self.attr)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.check(value)
+        setattr(obj, self.attr, self.convert(value))
+        obj._anchor_cache.clear()
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -116,9 +129,9 @@ class CURIndex:
         arr = as_real_array(r, "r", 2, "(k_q, N)", finite=False)
         if arr.dtype.kind != "f":
             raise fail("r", "a 2-D float array (k_q, N)", f"dtype {arr.dtype}, ndim {arr.ndim}")
-        _check_sequence(items, "items")
+        check_sequence(items, "items")
         if anchor_queries is not None:
-            _check_sequence(anchor_queries, "anchor_queries")
+            check_sequence(anchor_queries, "anchor_queries")
         if score is not None and not callable(score):
             raise fail("score", "a callable score(queries, items) or None", type(score).__name__)
         if arr.shape[1] != len(items):
@@ -149,38 +162,12 @@ class CURIndex:
         self.mips = mips
         self.nprobe = nprobe
         self.scorer_spec = scorer_spec
-        self._mips: MIPSIndex | None = _mips_index
+        self._mips_index: MIPSIndex | None = _mips_index
 
     # The anchor rule's settings: changing one drops the cached anchors and U.
-    @property
-    def anchor_method(self) -> str:
-        return self._anchor_method
-
-    @anchor_method.setter
-    def anchor_method(self, value: str) -> None:
-        check_choice(value, "anchor_method", ANCHOR_METHODS)
-        self._anchor_method = value
-        self._anchor_cache.clear()
-
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        check_seed(value)
-        self._seed = int(value)
-        self._anchor_cache.clear()
-
-    @property
-    def rcond(self) -> float:
-        return self._rcond
-
-    @rcond.setter
-    def rcond(self, value: float) -> None:
-        check_rcond(value)
-        self._rcond = float(value)
-        self._anchor_cache.clear()
+    anchor_method = _AnchorSetting(lambda v: check_choice(v, "anchor_method", ANCHOR_METHODS), str)
+    seed = _AnchorSetting(check_seed, int)
+    rcond = _AnchorSetting(check_rcond, float)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -218,8 +205,8 @@ class CURIndex:
         """
         if not callable(score):
             raise fail("score", "a callable score(queries, items)", type(score).__name__)
-        _check_sequence(anchor_queries, "anchor_queries")
-        _check_sequence(items, "items")
+        check_sequence(anchor_queries, "anchor_queries")
+        check_sequence(items, "items")
         if len(anchor_queries) < 1:
             raise fail("anchor_queries", "at least one query", "none")
         if len(items) < 1:
@@ -250,7 +237,7 @@ class CURIndex:
         """
         if self.score is None or self.anchor_queries is None:
             raise fail("index", "a scorer and its anchor queries to add items", "neither stored")
-        _check_sequence(items, "items")
+        check_sequence(items, "items")
         check_positive_int(batch_size, "batch_size")
         if len(items) == 0:
             return self
@@ -260,7 +247,7 @@ class CURIndex:
         dtype = np.result_type(self._r.dtype, r_new.dtype)
         self._r = np.concatenate([self._r.astype(dtype, copy=False), r_new.astype(dtype)], axis=1)
         self.items.extend(items)
-        self._mips = None
+        self._mips_index = None
         self._anchor_cache.clear()
         return self
 
@@ -291,7 +278,7 @@ class CURIndex:
         )
 
     def _backend_name(self) -> str:
-        return self._mips.backend if self._mips is not None else self.backend
+        return self._mips_index.backend if self._mips_index is not None else self.backend
 
     # ---------------------------------------------------------------- anchors
     def anchor_ids(self, anchor_items: int | Sequence[int] = 50) -> np.ndarray:
@@ -303,41 +290,25 @@ class CURIndex:
         return self._anchors(anchor_items)[0]
 
     def _anchors(self, anchor_items: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(anchor ids (k_i,), U = pinv(R[:, ids]) (k_i, k_q) float64), cached."""
-        if isinstance(anchor_items, (int, np.integer)) and not isinstance(anchor_items, bool):
-            key: Any = int(anchor_items)
-            if key in self._anchor_cache:
-                return self._anchor_cache[key]
-            if not 1 <= key <= self.num_items:
-                raise fail("anchor_items", f"a count in [1, {self.num_items}]", repr(key))
-            ids = select_checked(self._r, key, self.anchor_method, self.seed)
-        else:
-            try:
-                ids = np.asarray(anchor_items)
-            except (TypeError, ValueError) as err:
-                raise fail(
-                    "anchor_items", "a count or a sequence of ids", repr(anchor_items)
-                ) from err
-            if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
-                raise fail(
-                    "anchor_items", "a count or a 1-D sequence of item ids", repr(anchor_items)
-                )
-            if ids.min() < 0 or ids.max() >= self.num_items or np.unique(ids).size != ids.size:
-                raise fail("anchor_items", f"distinct ids in [0, {self.num_items})", "others")
-            ids = ids.astype(np.int64)
-            key = None  # explicit ids may differ per query: not cached, the cache stays small
-        u = np.linalg.pinv(self._r[:, ids].astype(np.float64), rcond=self.rcond)  # (k_i, k_q)
+        """(anchor ids (k_i,), U = pinv(R[:, ids]) (k_i, k_q) float64); cached for a count
+        (explicit ids may differ per query: not cached, so the cache stays small)."""
+        key = anchor_items if isinstance(anchor_items, (int, np.integer)) else None
+        if key is not None and not isinstance(key, bool) and int(key) in self._anchor_cache:
+            return self._anchor_cache[int(key)]
+        ids, u = anchor_set(self._r, anchor_items, self.anchor_method, self.seed, self.rcond)
         if key is not None:
-            self._anchor_cache[key] = (ids, u)
+            self._anchor_cache[int(key)] = (ids, u)
         return ids, u
 
-    def _index(self) -> MIPSIndex:
-        if self._mips is None:
-            self._mips = MIPSIndex(self._r, self.backend, self.mips, nprobe=self.nprobe)
-        return self._mips
+    @property
+    def mips_index(self) -> MIPSIndex:
+        """The MIPS index over R's columns that serves :meth:`search` (built on first use)."""
+        if self._mips_index is None:
+            self._mips_index = MIPSIndex(self._r, self.backend, self.mips, nprobe=self.nprobe)
+        return self._mips_index
 
     # ----------------------------------------------------------------- search
-    def _score(self, queries: list[Any], ids: np.ndarray) -> np.ndarray:
+    def _exact_scores(self, queries: list[Any], ids: np.ndarray) -> np.ndarray:
         if self.score is None:
             raise fail("score", "a scorer (pass one to CURIndex(...) or CURIndex.load)", "None")
         out = self.score(queries, [self.items[j] for j in ids])
@@ -352,8 +323,8 @@ class CURIndex:
         never materialises this matrix.
         """
         ids, u = self._anchors(anchor_items)
-        _check_sequence(queries, "queries")
-        c = self._score(list(queries), ids)  # (n, k_i)
+        check_sequence(queries, "queries")
+        c = self._exact_scores(list(queries), ids)  # (n, k_i)
         w = c.astype(np.float64) @ u  # (n, k_q)
         return torch.from_numpy(w @ self._r.astype(np.float64))  # (n, N)
 
@@ -397,7 +368,7 @@ class CURIndex:
         The anchors of all queries are scored in one call ``score(queries, anchors)``;
         each query's candidates in one call ``score([query], candidates)`` per round.
         """
-        _check_sequence(queries, "queries")
+        check_sequence(queries, "queries")
         queries = list(queries)
         check_positive_int(k, "k")
         check_positive_int(budget, "budget")
@@ -412,7 +383,7 @@ class CURIndex:
         n = len(queries)
         if n == 0:
             return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.int64)
-        c = self._score(queries, ids0)  # (n, k_i)
+        c = self._exact_scores(queries, ids0)  # (n, k_i)
         scored_ids = [ids0.copy() for _ in range(n)]  # each query's exactly scored items S
         scored = [c[i].copy() for i in range(n)]  # their exact scores
         sizes = [m for m in _split(budget - k_i, max(1, adaptive_rounds)) if m > 0]
@@ -426,9 +397,9 @@ class CURIndex:
                         for i in range(n)
                     ]
                 )  # (n, k_q)
-            fresh = self._best_unscored(w, scored_ids, m)  # n arrays (m,)
+            fresh = self.mips_index.best_unscored(w, scored_ids, m)  # n arrays (m,)
             for i in range(n):
-                exact = self._score([queries[i]], fresh[i])[0]  # (m,)
+                exact = self._exact_scores([queries[i]], fresh[i])[0]  # (m,)
                 scored_ids[i] = np.concatenate([scored_ids[i], fresh[i]])
                 scored[i] = np.concatenate([scored[i], exact.astype(scored[i].dtype)])
         dtype = np.result_type(*[s.dtype for s in scored])
@@ -439,35 +410,9 @@ class CURIndex:
             out_s[i], out_i[i] = scored[i][order], scored_ids[i][order]
         return torch.from_numpy(out_s), torch.from_numpy(out_i)
 
-    def _best_unscored(
-        self, w: np.ndarray, scored_ids: list[np.ndarray], m: int
-    ) -> list[np.ndarray]:
-        """Per query, the m items not yet scored with the largest w · R[:, j]."""
-        s = len(scored_ids[0])  # every query has scored the same number of items
-        # Asking for s + m guarantees m unscored ones among exact results.
-        _, top = self._index().search(w, min(s + m, self.num_items))  # (n, s + m)
-        out = []
-        for i in range(len(scored_ids)):
-            row = top[i]
-            keep = row[(row >= 0) & ~np.isin(row, scored_ids[i])][:m]
-            if len(keep) < m:  # HNSW may return fewer than asked: exact fallback
-                approx = blocked_scores(self._r, w[i])  # (N,)
-                approx[scored_ids[i]] = -np.inf
-                keep = np.lexsort((np.arange(self.num_items), -approx))[:m]
-            out.append(keep.astype(np.int64))
-        return out
-
     # ------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
-        return {
-            "anchor_method": self.anchor_method,
-            "seed": self.seed,
-            "rcond": self.rcond,
-            "backend": self.backend,
-            "mips": self.mips,
-            "nprobe": self.nprobe,
-            "scorer_spec": self.scorer_spec,
-        }
+        return {key: getattr(self, key) for key in _SETTINGS}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to one safetensors file, atomically (see ``retrieval.store``).
@@ -500,21 +445,6 @@ class CURIndex:
         stored = read_index(path)
         settings = {k: v for k, v in stored.config.items() if k in _SETTINGS}
         settings.update(overrides)
-        mips = None
-        # A saved FAISS index serves unless the overrides ask for another one.
-        if stored.mips is not None and settings.get("backend", "auto") != "numpy":
-            kind = settings.get("mips", "flat")
-            if kind == stored.config.get("mips"):
-                mips = MIPSIndex.from_bytes(
-                    stored.r, stored.mips, kind, float(stored.config.get("mips_max_sq", 0.0)),
-                    nprobe=int(settings.get("nprobe", 8)),
-                )  # fmt: skip
-        return cls(
-            stored.r,
-            stored.items,
-            stored.queries,
-            score,
-            **settings,
-            _mips_index=mips,
-            _verified=True,
-        )
+        mips = MIPSIndex.saved(stored.r, stored.mips, stored.config, settings)
+        return cls(stored.r, stored.items, stored.queries, score, **settings,
+                   _mips_index=mips, _verified=True)  # fmt: skip

@@ -167,6 +167,24 @@ class MIPSIndex:
             index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
         return cls(r, "faiss", kind, nprobe=nprobe, _faiss_index=index, _max_sq=max_sq)
 
+    @classmethod
+    def saved(
+        cls, r: np.ndarray, data: np.ndarray | None, config: dict[str, Any], settings: dict
+    ) -> MIPSIndex | None:
+        """The FAISS index an index file holds, or None (none saved, or the settings
+        ``settings`` of the loading index ask for another backend or kind).
+
+        Args:
+            r: (k_q, N); data: the file's ``mips`` bytes; config: the file's settings.
+        """
+        kind = settings.get("mips", "flat")
+        if data is None or settings.get("backend", "auto") == "numpy":
+            return None
+        if kind != config.get("mips"):
+            return None
+        max_sq = float(config.get("mips_max_sq", 0.0))
+        return cls.from_bytes(r, data, kind, max_sq, nprobe=int(settings.get("nprobe", 8)))
+
     def to_bytes(self) -> np.ndarray:
         """The FAISS index serialised: (bytes,) uint8 (``hnsw`` and ``ivf`` only)."""
         if self.backend != "faiss" or self.kind == "flat":
@@ -218,6 +236,32 @@ class MIPSIndex:
         # Back to inner products: w·v = (‖w‖² + M² - ‖[w, 0] - v'‖²) / 2.
         scores = 0.5 * ((q.astype(np.float64) ** 2).sum(1, keepdims=True) + self._max_sq - dist)
         return scores.astype(np.float32), ids.astype(np.int64)
+
+    def best_unscored(
+        self, w: np.ndarray, scored_ids: list[np.ndarray], m: int
+    ) -> list[np.ndarray]:
+        """Per query, the m columns not yet scored with the largest w · r[:, j].
+
+        Args:
+            w: (n, k_q) query vectors; scored_ids: n arrays (s,) of columns to skip
+                (each query has scored the same number s); m: columns wanted.
+
+        Returns:
+            n int64 arrays (m,).
+        """
+        s = len(scored_ids[0])
+        # Asking for s + m guarantees m unscored ones among exact results.
+        _, top = self.search(w, min(s + m, self.size))  # (n, s + m)
+        out = []
+        for i in range(len(scored_ids)):
+            row = top[i]
+            keep = row[(row >= 0) & ~np.isin(row, scored_ids[i])][:m]
+            if len(keep) < m:  # HNSW or IVF may return fewer than asked: exact fallback
+                approx = blocked_scores(self._r, w[i])  # (N,)
+                approx[scored_ids[i]] = -np.inf
+                keep = np.lexsort((np.arange(self.size), -approx))[:m]
+            out.append(keep.astype(np.int64))
+        return out
 
     def _rescore(self, w: np.ndarray, cand: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         """The best m of each row's candidates by exact w · r[:, j] (ties: smaller id)."""

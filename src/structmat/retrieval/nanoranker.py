@@ -18,7 +18,6 @@ runs in torch on the weights read from the package's ONNX file, over all
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from structmat._checks import check_choice, check_int, check_positive_int, fail
+from structmat.retrieval.evaluation import package_folder
 
 __all__ = ["NanorankerScorer", "load_reranker_mlp", "nanoranker_resources"]
 
@@ -40,13 +40,8 @@ def nanoranker_resources() -> Path:
     Raises:
         ValueError: the package is not installed.
     """
-    spec = importlib.util.find_spec("nanoranker")
-    if spec is None or not spec.submodule_search_locations:
-        raise fail("nanoranker", "the nanoranker package installed", "it is missing")
-    path = Path(next(iter(spec.submodule_search_locations))) / "resources"
-    if not (path / "reranker_nn_v2.onnx").is_file():
-        raise fail("nanoranker", f"reranker_nn_v2.onnx under {path}", "no such file")
-    return path
+    return package_folder("nanoranker", "resources", "reranker_nn_v2.onnx", "nanoranker",
+                          "nanoranker")  # fmt: skip
 
 
 def load_reranker_mlp(path: str | Path) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:

