@@ -58,6 +58,14 @@ def _complex_of(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(x)
 
 
+def _untruncate(dA: torch.Tensor, Ct: torch.Tensor, L: int) -> torch.Tensor:
+    """C = C̃ (I - Ā^L)⁻¹ for a full-state C̃ (M, H, N) and Ā (H, N, N), by a solve:
+    (I - Ā^L)ᵀ Cᵀ = C̃ᵀ."""
+    eye = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
+    E = eye - torch.linalg.matrix_power(dA, L)  # (H, N, N)
+    return torch.linalg.solve(E.transpose(-1, -2), Ct.unsqueeze(-1)).squeeze(-1)
+
+
 class S4(nn.Module):
     """Structured state space sequence layer (S4 / S4D).
 
@@ -185,6 +193,14 @@ class S4(nn.Module):
     def _dt(self) -> torch.Tensor:
         return torch.exp(self.log_dt)  # (H,)
 
+    def _n_state(self) -> int:
+        """N' of the recurrent state: N (nplr, full system) or N/2 (diag)."""
+        return self.d_state if self.mode == "nplr" else self.d_state // 2
+
+    def _complex_dtype(self) -> torch.dtype:
+        """The complex dtype of the layer's precision (complex128 for a float64 layer)."""
+        return torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+
     def _full_nplr(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Full N-state (A (H, N, N), B (H, N), Δ (H,)) of the nplr mode in ``dtype``."""
         Lam = self._lambda().to(dtype)
@@ -203,9 +219,7 @@ class S4(nn.Module):
         Cf = torch.cat([C, C.conj()], dim=-1)  # (M, H, N)
         old = self._lk()
         if old > 0:
-            # C = C̃ (I - Ā^old)⁻¹:  (I - Ā^old)ᵀ Cᵀ = C̃ᵀ
-            E = eye - torch.linalg.matrix_power(dA, old)  # (H, N, N)
-            Cf = torch.linalg.solve(E.transpose(-1, -2), Cf.unsqueeze(-1)).squeeze(-1)
+            Cf = _untruncate(dA, Cf, old)  # C = C̃ (I - Ā^old)⁻¹
         E = eye - torch.linalg.matrix_power(dA, L)  # (H, N, N)
         Ct = torch.einsum("mhn,hnk->mhk", Cf, E)[..., : Cf.shape[-1] // 2]  # (M, H, N2)
         self.C.copy_(torch.view_as_real(Ct).to(self.C.dtype))
@@ -263,7 +277,7 @@ class S4(nn.Module):
             (A, B, C, dt): A (H, N', N') complex, B (H, N'), C (H, N') or (2, H, N')
             when bidirectional, dt (H,) real; N' = N (nplr) or N/2 (diag).
         """
-        cdt = torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+        cdt = self._complex_dtype()
         C = _complex_of(self.C).to(cdt)  # (M, H, N2)
         if self.mode == "diag":
             A = torch.diag_embed(self._lambda().to(cdt))  # (H, N2, N2)
@@ -276,9 +290,7 @@ class S4(nn.Module):
             Lk = self._lk()
             if Lk > 0:
                 dA, _ = discretize_dense(A, B, dt, "bilinear")
-                eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-                E = eye - torch.linalg.matrix_power(dA, Lk)  # (H, N, N)
-                Cd = torch.linalg.solve(E.transpose(-1, -2), Cd.unsqueeze(-1)).squeeze(-1)
+                Cd = _untruncate(dA, Cd, Lk)
         return A, B, (Cd if self.bidirectional else Cd[0]), dt
 
     # --------------------------------------------------------------------- forward
@@ -367,8 +379,8 @@ class S4(nn.Module):
             state: (B, H, N') complex; N' = N (nplr, full system) or N/2 (diag).
         """
         check_positive_int(batch, "batch")
-        n = self.d_state if self.mode == "nplr" else self.d_state // 2
-        cdt = torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+        n = self._n_state()
+        cdt = self._complex_dtype()
         return torch.zeros(batch, self.d_model, n, dtype=cdt, device=self.log_dt.device)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -395,15 +407,11 @@ class S4(nn.Module):
                 "bidirectional=True",
             )
         self._check_shape(u_t, "u_t", 2, "(B, H)")
-        n = self.d_state if self.mode == "nplr" else self.d_state // 2
+        n = self._n_state()
         want = (u_t.shape[0], self.d_model, n)
-        cdt = torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
+        cdt = self._complex_dtype()
         # The state's dtype is initial_state's: the recurrence does not mix precisions.
-        if (
-            not isinstance(state, torch.Tensor)
-            or tuple(state.shape) != want
-            or state.dtype != cdt
-        ):
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != want or state.dtype != cdt:
             got = (
                 f"shape {shape_str(state.shape)} dtype {state.dtype}"
                 if isinstance(state, torch.Tensor)
