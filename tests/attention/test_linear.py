@@ -11,25 +11,15 @@ from structmat.attention import (
     linear_attention,
     linear_attention_step,
 )
+from tests.attention.helpers import TOL, qkv
 from tests.reference.attention import linear_attention_ref
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-
-
-def _qkv(b, h, length, d, dv, dtype, seed):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(b, h, length, d, generator=g, dtype=dtype),
-        torch.randn(b, h, length, d, generator=g, dtype=dtype),
-        torch.randn(b, h, length, dv, generator=g, dtype=dtype),
-    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("feature_map", ["elu", "relu"])
 @pytest.mark.parametrize("length", [1, 7, 33])
 def test_noncausal_matches_reference(dtype, feature_map, length):
-    q, k, v = _qkv(2, 3, length, 8, 5, dtype, seed=length)
+    q, k, v = qkv(2, 3, length, length, 8, 5, dtype, seed=length)
     out = linear_attention(q, k, v, feature_map=feature_map)
     ref = linear_attention_ref(q, k, v, feature_map=feature_map)
     assert out.dtype == dtype
@@ -41,7 +31,7 @@ def test_noncausal_matches_reference(dtype, feature_map, length):
 @pytest.mark.parametrize("length", [13, 32])
 def test_causal_chunked_matches_quadratic(dtype, chunk_size, length):
     # L not a multiple of the chunk (13 with 4, 7, 16), a multiple (32 with 4, 16), one chunk (100).
-    q, k, v = _qkv(2, 2, length, 6, 4, dtype, seed=chunk_size)
+    q, k, v = qkv(2, 2, length, length, 6, 4, dtype, seed=chunk_size)
     out = linear_attention(q, k, v, causal=True, chunk_size=chunk_size)
     ref = linear_attention_ref(q, k, v, causal=True)
     torch.testing.assert_close(out.double(), ref, rtol=TOL[dtype], atol=TOL[dtype])
@@ -49,7 +39,7 @@ def test_causal_chunked_matches_quadratic(dtype, chunk_size, length):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_mask_removes_padded_keys(causal):
-    q, k, v = _qkv(2, 2, 11, 4, 3, torch.float64, seed=9)
+    q, k, v = qkv(2, 2, 11, 11, 4, 3, torch.float64, seed=9)
     mask = torch.rand(2, 11, generator=torch.Generator().manual_seed(2)) > 0.4
     out = linear_attention(q, k, v, causal=causal, mask=mask, chunk_size=4)
     ref = linear_attention_ref(q, k, v, causal=causal, mask=mask)
@@ -69,13 +59,16 @@ def test_mask_removes_padded_keys(causal):
 )
 def test_prefill_then_steps_equals_forward(length, split, chunk, feature_map):
     split = min(split, length)
-    q, k, v = _qkv(1, 2, length, 4, 3, torch.float64, seed=length * 31 + split)
+    q, k, v = qkv(1, 2, length, length, 4, 3, torch.float64, seed=length * 31 + split)
     full = linear_attention(q, k, v, causal=True, feature_map=feature_map, chunk_size=chunk)
     outs = []
     state = None
     if split:
         out, state = causal_linear_attention(
-            q[:, :, :split], k[:, :, :split], v[:, :, :split], feature_map=feature_map,
+            q[:, :, :split],
+            k[:, :, :split],
+            v[:, :, :split],
+            feature_map=feature_map,
             chunk_size=chunk,
         )
         outs.append(out)
@@ -90,7 +83,7 @@ def test_prefill_then_steps_equals_forward(length, split, chunk, feature_map):
 
 
 def test_state_sums():
-    q, k, v = _qkv(1, 1, 9, 3, 2, torch.float64, seed=4)
+    q, k, v = qkv(1, 1, 9, 9, 3, 2, torch.float64, seed=4)
     _, state = causal_linear_attention(q, k, v, chunk_size=4)
     fk = torch.nn.functional.elu(k) + 1
     torch.testing.assert_close(state.kv, fk.transpose(-1, -2) @ v)
@@ -98,7 +91,7 @@ def test_state_sums():
 
 
 def test_bf16_runs_in_float32():
-    q, k, v = _qkv(1, 2, 50, 8, 8, torch.float64, seed=5)
+    q, k, v = qkv(1, 2, 50, 50, 8, 8, torch.float64, seed=5)
     out = linear_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal=True, chunk_size=16)
     assert out.dtype == torch.bfloat16
     ref = linear_attention_ref(q, k, v, causal=True)
@@ -106,7 +99,7 @@ def test_bf16_runs_in_float32():
 
 
 def test_errors():
-    q, k, v = _qkv(1, 2, 5, 4, 4, torch.float32, seed=6)
+    q, k, v = qkv(1, 2, 5, 5, 4, 4, torch.float32, seed=6)
     with pytest.raises(ValueError, match=r"feature_map: expected one of 'elu' \| 'relu', got 'ex"):
         linear_attention(q, k, v, feature_map="exp")
     with pytest.raises(ValueError, match=r"chunk_size: expected an integer >= 1, got 0"):
@@ -124,7 +117,7 @@ def test_errors():
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradients(causal):
-    q, k, v = (t.requires_grad_() for t in _qkv(1, 2, 7, 3, 2, torch.float64, seed=8))
+    q, k, v = (t.requires_grad_() for t in qkv(1, 2, 7, 7, 3, 2, torch.float64, seed=8))
     assert torch.autograd.gradcheck(
         lambda a, b, c: linear_attention(a, b, c, causal=causal, chunk_size=3), (q, k, v)
     )

@@ -10,21 +10,13 @@ from hypothesis import strategies as st
 
 from structmat.attention import landmarks, newton_schulz_pinv, nystrom_attention
 from structmat.attention.nystrom import newton_schulz_pinv_info
+from tests.attention.helpers import qkv
 from tests.reference.attention import (
     nystrom_attention_ref,
     segment_means_ref,
     softmax_attention_ref,
     softmax_dense_ref,
 )
-
-
-def _qkv(b, h, length, d, dtype=torch.float64, seed=0, scale=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        scale * torch.randn(b, h, length, d, generator=g, dtype=dtype),
-        scale * torch.randn(b, h, length, d, generator=g, dtype=dtype),
-        torch.randn(b, h, length, d, generator=g, dtype=dtype),
-    )
 
 
 def _smooth(b, h, length, d, seed, nfreq=6):
@@ -109,7 +101,7 @@ def test_newton_schulz_default_converges_on_real_kernels():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("length", [1, 5, 12])
 def test_full_landmarks_equal_softmax(dtype, length):
-    q, k, v = _qkv(2, 2, length, 4, dtype, seed=length, scale=1.5)
+    q, k, v = qkv(2, 2, length, length, 4, 4, dtype, seed=length, scale=1.5)
     out = nystrom_attention(q, k, v, num_landmarks=length, pinv="exact")
     ref = softmax_attention_ref(q, k, v)
     tol = 1e-9 if dtype == torch.float64 else 1e-4
@@ -121,7 +113,7 @@ def test_full_landmarks_equal_softmax(dtype, length):
 
 @pytest.mark.parametrize(("length", "m"), [(24, 6), (29, 6), (40, 7)])
 def test_matches_dense_reference(length, m):
-    q, k, v = _qkv(2, 2, length, 4, seed=length, scale=2.0)
+    q, k, v = qkv(2, 2, length, length, 4, 4, seed=length, scale=2.0)
     mask = torch.rand(2, length, generator=torch.Generator().manual_seed(m)) > 0.25
     for msk in (None, mask):
         out = nystrom_attention(q, k, v, num_landmarks=m, pinv="exact", mask=msk)
@@ -156,7 +148,7 @@ def test_default_more_accurate_than_six_steps_on_structured_inputs():
 
 @pytest.mark.parametrize("m", [4, 7])
 def test_padding_invariance(m):
-    q, k, v = _qkv(2, 2, 30, 4, seed=m, scale=1.5)
+    q, k, v = qkv(2, 2, 30, 30, 4, 4, seed=m, scale=1.5)
     mask = torch.ones(2, 30, dtype=torch.bool)
     mask[0, 21:] = False  # right padding
     mask[1, :5] = False  # left padding
@@ -178,7 +170,7 @@ def test_padding_invariance(m):
 
 
 def test_fewer_kept_tokens_than_landmarks_and_empty_rows():
-    q, k, v = _qkv(2, 1, 10, 4, seed=3)
+    q, k, v = qkv(2, 1, 10, 10, 4, 4, seed=3)
     mask = torch.zeros(2, 10, dtype=torch.bool)
     mask[0, :3] = True  # 3 kept tokens, 8 landmarks: 5 empty landmarks drop out exactly
     out = nystrom_attention(q, k, v, num_landmarks=8, pinv="exact", mask=mask)
@@ -199,13 +191,13 @@ def test_low_precision(dtype):
 
 
 def test_gradients_flow():
-    q, k, v = (t.requires_grad_() for t in _qkv(1, 2, 20, 4, seed=1))
+    q, k, v = (t.requires_grad_() for t in qkv(1, 2, 20, 20, 4, 4, seed=1))
     nystrom_attention(q, k, v, 5).sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
 def test_errors():
-    q, k, v = _qkv(1, 2, 8, 4, torch.float32)
+    q, k, v = qkv(1, 2, 8, 8, 4, 4, torch.float32)
     with pytest.raises(ValueError, match=r"pinv: expected one of 'newton' \| 'exact', got 'svd'"):
         nystrom_attention(q, k, v, pinv="svd")
     with pytest.raises(ValueError, match=r"num_landmarks: expected an integer >= 1, got 0"):
@@ -219,7 +211,7 @@ def test_errors():
 
 
 def test_gradcheck_exact_pinv():
-    q, k, v = (t.requires_grad_() for t in _qkv(1, 1, 9, 3, seed=2, scale=1.5))
+    q, k, v = (t.requires_grad_() for t in qkv(1, 1, 9, 9, 3, 3, seed=2, scale=1.5))
     assert torch.autograd.gradcheck(
         lambda a, b, c: nystrom_attention(a, b, c, 3, pinv="exact"), (q, k, v)
     )

@@ -4,25 +4,15 @@ import pytest
 import torch
 
 from structmat.attention import softmax_attention
+from tests.attention.helpers import TOL, qkv
 from tests.reference.attention import softmax_attention_ref
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-
-
-def _qkv(b, h, lq, lk, d, dtype, seed):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(b, h, lq, d, generator=g, dtype=dtype),
-        torch.randn(b, h, lk, d, generator=g, dtype=dtype),
-        torch.randn(b, h, lk, d + 1, generator=g, dtype=dtype),
-    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(("lq", "lk"), [(5, 5), (3, 7), (9, 9)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_matches_reference(dtype, lq, lk, causal):
-    q, k, v = _qkv(2, 2, lq, lk, 4, dtype, seed=lq * 10 + lk)
+    q, k, v = qkv(2, 2, lq, lk, 4, 5, dtype, seed=lq * 10 + lk)
     mask = torch.rand(2, lk, generator=torch.Generator().manual_seed(1)) > 0.3
     mask[:, -1] = True  # the last key is visible to every causal query
     for m in (None, mask):
@@ -33,7 +23,7 @@ def test_matches_reference(dtype, lq, lk, causal):
 
 
 def test_fully_masked_row_is_zero():
-    q, k, v = _qkv(1, 1, 4, 4, 3, torch.float64, seed=3)
+    q, k, v = qkv(1, 1, 4, 4, 3, 4, torch.float64, seed=3)
     mask = torch.tensor([[False, False, True, True]])
     out = softmax_attention(q, k, v, causal=True, mask=mask)
     assert torch.isfinite(out).all()
@@ -42,7 +32,7 @@ def test_fully_masked_row_is_zero():
 
 
 def test_bf16_close_to_float64():
-    q, k, v = _qkv(1, 2, 16, 16, 8, torch.float64, seed=4)
+    q, k, v = qkv(1, 2, 16, 16, 8, 9, torch.float64, seed=4)
     out = softmax_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal=True)
     assert out.dtype == torch.bfloat16
     ref = softmax_attention_ref(q, k, v, causal=True)
@@ -50,7 +40,7 @@ def test_bf16_close_to_float64():
 
 
 def test_errors():
-    q, k, v = _qkv(1, 2, 4, 4, 3, torch.float32, seed=5)
+    q, k, v = qkv(1, 2, 4, 4, 3, 4, torch.float32, seed=5)
     with pytest.raises(ValueError, match=r"q: expected shape \(B, H, L, D\), got shape \(2, 4,"):
         softmax_attention(q[0], k, v)
     with pytest.raises(ValueError, match=r"k: expected head dim D = 3"):
