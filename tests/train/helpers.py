@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, settings
+
 from structmat.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +30,15 @@ TINY: dict[str, Any] = {
     "threads": 1,
     "dropout": 0.1,
 }
+
+
+# Hypothesis settings of the train fuzz tests: repeatable, no deadline, tmp_path allowed.
+FUZZ = settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def tiny(out: Path, **overrides: Any) -> TrainConfig:

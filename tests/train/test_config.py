@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from structmat.tasks import TASKS, TaskSpec
@@ -24,14 +24,7 @@ from structmat.train_config import (
     read_config_json,
 )
 from structmat.train_ops import make_optimizer
-from tests.train.helpers import tiny
-
-FUZZ = settings(
-    max_examples=60,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+from tests.train.helpers import FUZZ, tiny
 
 
 def test_resolution_order_explicit_task_mixer_task_global(monkeypatch: pytest.MonkeyPatch) -> None:

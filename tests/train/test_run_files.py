@@ -18,21 +18,14 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from structmat.checkpoint import load_checkpoint, state_digest
 from structmat.cli import main
 from structmat.run_lock import acquire_lock
 from structmat.train import train
-from tests.train.helpers import numbers, read_rows, tiny, tiny_argv
-
-FUZZ = settings(
-    max_examples=60,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+from tests.train.helpers import FUZZ, numbers, read_rows, tiny, tiny_argv
 
 
 @pytest.fixture(scope="module")
