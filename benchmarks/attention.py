@@ -45,6 +45,7 @@ sys.modules.setdefault("torchvision", None)  # type: ignore[arg-type]
 
 import torch
 import torch.nn.functional as F
+from _memory import peak_rise_kb
 from torch import nn
 
 from structmat._io import atomic_write, write_json
@@ -189,14 +190,6 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
     return times
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
 def worker(kind: str, name: str, n: int) -> None:
     """Run one case once, warm, and print the peak resident-memory rise (bytes) as JSON."""
     torch.set_num_threads(1)
@@ -211,12 +204,10 @@ def worker(kind: str, name: str, n: int) -> None:
     with torch.no_grad():
         call()  # warm-up: one-time allocations (thread pools, kernels) happen here
         gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the high-water mark VmHWM to the current RSS
-        before = _status_kb("VmRSS")
-        call()
-        peak = _status_kb("VmHWM")
-    print(json.dumps({"peak_bytes": (peak - before) * 1024}))
+        rise = peak_rise_kb(call)
+    if rise is None:
+        raise RuntimeError("peak memory needs /proc/self/clear_refs (Linux)")
+    print(json.dumps({"peak_bytes": rise * 1024}))
 
 
 def peak_memory(kind: str, name: str, n: int) -> int:

@@ -52,6 +52,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.reference
 
+from _memory import peak_rise_kb
+
 from structmat._io import write_json
 from structmat.gaussian import frechet_distance, frechet_distance_from_features
 from structmat.orthogonal import rotate, rotation
@@ -109,22 +111,10 @@ def _pot() -> Callable[..., Any] | None:
 # --- measurement -------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def peak_mb(fn: Callable[[], Any]) -> float | None:
     """Rise of peak RSS while fn runs (Linux; None elsewhere)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    except OSError:
-        return None
-    base = _status_kb("VmRSS")
-    fn()
-    return (_status_kb("VmHWM") - base) / 1024
+    rise = peak_rise_kb(fn)
+    return None if rise is None else rise / 1024
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:

@@ -30,7 +30,6 @@ import gc
 import importlib.metadata
 import json
 import platform
-import re
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _memory import peak_rise_kb
 
 from structmat._io import write_json
 from structmat.rope import RotaryEmbedding
@@ -73,11 +73,6 @@ def exact(x: torch.Tensor, layout: str) -> torch.Tensor:
     return torch.stack([a * c - b * s, b * c + a * s], dim=-1).flatten(-2)
 
 
-def _status() -> dict[str, int]:
-    text = Path("/proc/self/status").read_text()
-    return {k: int(re.search(k + r":\s+(\d+)", text).group(1)) for k in ("VmRSS", "VmHWM")}  # type: ignore[union-attr]
-
-
 def _trim() -> None:
     """Return freed heap pages to the OS (glibc), so VmRSS counts live memory only."""
     try:
@@ -90,15 +85,8 @@ def peak_extra_mb(fn: Callable[[], object]) -> float | None:
     """Peak resident memory one call adds (MB), from /proc (Linux); None elsewhere."""
     gc.collect()
     _trim()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to VmRSS
-        before = _status()["VmRSS"]
-        out = fn()
-        peak = _status()["VmHWM"]
-        del out
-        return (peak - before) / 1024
-    except OSError:
-        return None
+    rise = peak_rise_kb(fn)
+    return None if rise is None else rise / 1024
 
 
 def _methods(

@@ -25,7 +25,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,21 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _memory import maxrss_mb, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 # ----------------------------------------------------------------------- helpers
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def _load_official() -> Any:
     peer = os.environ.get("STRUCTMAT_S4_PEER")
     if not peer:
@@ -168,7 +159,7 @@ def worker(
             y.square().mean().backward()
             return y
 
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     fn()  # warm-up (also sets up lazily built state)
     times, cpu = [], []
     for _ in range(repeats):
@@ -187,8 +178,8 @@ def worker(
         "median_s": statistics.median(times),
         "cpu_times_s": cpu,
         "median_cpu_s": statistics.median(cpu),
-        "peak_mb": _maxrss_mb() - rss0,
-        "peak_rss_mb": _maxrss_mb(),
+        "peak_mb": maxrss_mb() - rss0,
+        "peak_rss_mb": maxrss_mb(),
     }
 
 
