@@ -14,7 +14,7 @@ from structmat.rope import (
     convert_rotary_weight,
     layout_permutation,
 )
-from structmat.rope.kernel import rotate_pairs
+from structmat.rope.rotation import rotate_pairs
 from tests.reference import rope as ref
 
 LAYOUTS = ["half", "interleaved"]

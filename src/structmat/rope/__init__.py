@@ -16,13 +16,13 @@ from structmat.rope.axial import (
     mixed_frequencies,
 )
 from structmat.rope.general import absorb_generator, blockdiag_rotation, general_rotary, to_standard
-from structmat.rope.kernel import LAYOUTS
 from structmat.rope.rotary import (
     RotaryEmbedding,
     apply_rotary,
     convert_rotary_weight,
     layout_permutation,
 )
+from structmat.rope.rotation import LAYOUTS
 from structmat.rope.scaling import SCALING_KINDS, RopeScaling, inverse_frequencies, parse_scaling
 
 __all__ = [

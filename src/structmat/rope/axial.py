@@ -39,8 +39,8 @@ from structmat._checks import (
     shape_str,
 )
 from structmat.rope._validate import as_positions, check_tokens
-from structmat.rope.kernel import LAYOUTS, compute_dtype, rotate_pairs
 from structmat.rope.rotary import _angle_dtype
+from structmat.rope.rotation import LAYOUTS, compute_dtype, rotate_pairs
 
 __all__ = [
     "RotaryEmbedding2D",

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 from structmat._checks import as_tensor, check_choice, check_floating, fail, shape_str
-from structmat.rope.kernel import LAYOUTS
 from structmat.rope.rotary import layout_permutation
+from structmat.rope.rotation import LAYOUTS
 
 __all__ = ["absorb_generator", "blockdiag_rotation", "general_rotary", "to_standard"]
 

@@ -6,7 +6,7 @@ i.e. ``x -> R_n x`` with ``R_n = blockdiag(rot(n theta_i))``. Because
 ``R_m^T R_n = R_{n-m}``, the score ``<R_m q, R_n k> = <q, R_{n-m} k>`` depends on
 positions only through their offset.
 
-Pair layouts (see :mod:`structmat.rope.kernel`): ``"half"`` pairs ``(x[i], x[i+D/2])``
+Pair layouts (see :mod:`structmat.rope.rotation`): ``"half"`` pairs ``(x[i], x[i+D/2])``
 (Hugging Face GPT-NeoX / Llama checkpoints), ``"interleaved"`` pairs
 ``(x[2i], x[2i+1])`` (RoFormer, Meta Llama, GPT-J). :func:`layout_permutation` and
 :func:`convert_rotary_weight` move q/k projection weights between them with
@@ -40,7 +40,7 @@ from structmat._checks import (
     shape_str,
 )
 from structmat.rope._validate import as_positions, check_tokens
-from structmat.rope.kernel import LAYOUTS, compute_dtype, rotate_pairs
+from structmat.rope.rotation import LAYOUTS, compute_dtype, rotate_pairs
 from structmat.rope.scaling import RopeScaling, inverse_frequencies, parse_scaling
 
 __all__ = [

@@ -37,11 +37,11 @@ from structmat._checks import (
     fail,
     shape_str,
 )
-from structmat.ssm.cauchy_kernel import nplr_kernel
 from structmat.ssm.conv import fft_conv
 from structmat.ssm.discretize import DISCRETIZATIONS, discretize_dense, discretize_diag
 from structmat.ssm.hippo import MEASURES
 from structmat.ssm.nplr import full_system, nplr
+from structmat.ssm.nplr_kernel import nplr_kernel
 from structmat.ssm.s4d import DIAG_INITS, diag_init, diag_kernel
 
 __all__ = ["MODES", "S4"]
@@ -83,7 +83,7 @@ class S4(nn.Module):
         dt_min, dt_max: log-uniform range of the initial step sizes Δ.
         glu: output layer Linear(H, 2H) + GLU (True, as the official S4Block) or
             Linear(H, H).
-        chunk: chunk length of the Cauchy/Vandermonde kernels (None: automatic).
+        chunk: chunk length of the Cauchy/Vandermonde products (None: automatic).
 
     Shapes: ``forward(u)`` u (B, L, H) -> y (B, L, H); ``kernel(L)`` (H, L), or
     (2, H, L) when bidirectional; ``step(u_t, state)`` u_t (B, H), state (B, H, N')

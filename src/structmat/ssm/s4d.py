@@ -15,8 +15,8 @@ import torch
 from structmat._checks import check_choice, check_positive_int, fail
 from structmat.ssm._validate import check_diag_system
 from structmat.ssm.discretize import discretize_diag
-from structmat.ssm.kernels import vandermonde
 from structmat.ssm.nplr import nplr
+from structmat.ssm.structured import vandermonde
 
 __all__ = ["DIAG_INITS", "diag_init", "diag_kernel"]
 

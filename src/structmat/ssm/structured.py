@@ -1,4 +1,4 @@
-"""Cauchy and Vandermonde kernels in pure PyTorch, chunked in forward and backward.
+"""Cauchy and Vandermonde products in pure PyTorch, chunked in forward and backward.
 
 Both are structured matrix-vector products whose matrix (H x N x L) is never stored:
 the forward pass and the closed-form backward pass visit it one chunk of L at a time,

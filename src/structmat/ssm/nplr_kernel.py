@@ -26,7 +26,7 @@ import torch
 
 from structmat._checks import check_positive_int
 from structmat.ssm._validate import check_diag_system, check_low_rank
-from structmat.ssm.kernels import cauchy_conj
+from structmat.ssm.structured import cauchy_conj
 
 __all__ = ["nplr_kernel"]
 
