@@ -1,4 +1,4 @@
-"""Cauchy and Vandermonde kernels: loops reference, chunking, gradients, memory."""
+"""Cauchy and Vandermonde products: loops reference, chunking, gradients, memory."""
 
 import numpy as np
 import pytest
