@@ -4,8 +4,6 @@ equals that of an uninterrupted build."""
 
 from __future__ import annotations
 
-import multiprocessing
-import random
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 from structmat._io import remove_stale_temps
 from structmat.retrieval.build import score_matrix
 from structmat.retrieval.store import read_index, write_index
+from tests.retrieval.kills import kill_twenty_times
 
 ITEMS = [f"item {j}" for j in range(120)]
 QUERIES = ["q0", "q1", "q2"]
@@ -36,39 +35,13 @@ def _build(out: str) -> None:
     Path(ckpt).unlink(missing_ok=True)
 
 
-def _run(out: Path, seconds: float | None) -> bool:
-    """Build in a forked child; SIGKILL it after ``seconds``. True when it finished."""
-    child = multiprocessing.get_context("fork").Process(target=_build, args=(str(out),))
-    child.start()
-    child.join(seconds)
-    if child.is_alive():
-        child.kill()  # SIGKILL: no handler runs, files stay as they are
-        child.join()
-        return False
-    assert child.exitcode == 0
-    return True
+def _resumable(out: Path) -> bool:
+    return out.with_name(out.name + ".partial.npz").exists()
 
 
 def test_kill_9_twenty_times_during_an_index_build(tmp_path: Path) -> None:
-    t0 = time.monotonic()
-    assert _run(tmp_path / "straight.safetensors", None)
-    duration = time.monotonic() - t0
-    out = tmp_path / "killed.safetensors"
-    rng = random.Random(20)
-    kills, resumed = 0, 0
-    for _ in range(80):
-        if kills == 20:
-            break
-        partial = out.with_name(out.name + ".partial.npz")
-        if partial.exists():
-            resumed += 1
-        if not _run(out, rng.uniform(0.0, duration)):
-            kills += 1
-        elif out.exists():
-            out.unlink()  # finished before its kill: start again, to kill it next time
-    assert kills == 20 and resumed > 0
-    assert _run(out, None)
-    straight, killed = read_index(tmp_path / "straight.safetensors"), read_index(out)
+    straight_path, out = kill_twenty_times(_build, tmp_path, _resumable, seed=20)
+    straight, killed = read_index(straight_path), read_index(out)
     np.testing.assert_array_equal(killed[0], straight[0])
     assert killed[1:] == straight[1:]
     assert sorted(p.name for p in tmp_path.iterdir()) == [

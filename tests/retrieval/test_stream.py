@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import multiprocessing
-import random
 import struct
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ from hypothesis import strategies as st
 
 from structmat.retrieval import CURIndex, MatrixScorer
 from structmat.retrieval.stream import build_index_file
+from tests.retrieval.kills import kill_twenty_times
 
 pytest.importorskip("safetensors")
 faiss = pytest.importorskip("faiss")
@@ -236,37 +235,14 @@ def _child(out: str) -> None:
                      journal_seconds=0.0)  # fmt: skip
 
 
-def _run(out: Path, seconds: float | None) -> bool:
-    """Build in a forked child; SIGKILL it after ``seconds``. True when it finished."""
-    child = multiprocessing.get_context("fork").Process(target=_child, args=(str(out),))
-    child.start()
-    child.join(seconds)
-    if child.is_alive():
-        child.kill()  # SIGKILL: no handler runs, files stay as they are
-        child.join()
-        return False
-    assert child.exitcode == 0
-    return True
+def _resumable(out: Path) -> bool:
+    journal = out.with_name(out.name + ".partial.journal")
+    return journal.exists() and journal.stat().st_size > journal.read_bytes().index(b"\n") + 1
 
 
 def test_kill_9_twenty_times_during_a_streamed_build(tmp_path: Path) -> None:
-    t0 = time.monotonic()
-    assert _run(tmp_path / "straight.cur", None)
-    duration = time.monotonic() - t0
-    out = tmp_path / "killed.cur"
-    rng = random.Random(7)
-    kills, resumed = 0, 0
-    for _ in range(80):
-        if kills == 20:
-            break
-        journal = out.with_name(out.name + ".partial.journal")
-        if journal.exists() and journal.stat().st_size > journal.read_bytes().index(b"\n") + 1:
-            resumed += 1  # this run starts from journaled blocks
-        if not _run(out, rng.uniform(0.0, duration)):
-            kills += 1
-        elif out.exists():
-            out.unlink()  # finished before its kill: start again, to kill it next time
-    assert kills == 20 and resumed > 0
-    assert _run(out, None)
-    assert out.read_bytes() == (tmp_path / "straight.cur").read_bytes()  # ivf index included
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.cur", "straight.cur"]
+    straight, out = kill_twenty_times(_child, tmp_path, _resumable, seed=7)
+    assert out.read_bytes() == straight.read_bytes()  # ivf index included
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "killed.safetensors", "straight.safetensors",
+    ]  # fmt: skip
