@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,12 @@ def tiny_argv(out: Path, **overrides: Any) -> list[str]:
     return argv
 
 
-def spawn_cli(argv: list[str], stdout: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
+def spawn_cli(
+    argv: list[str],
+    stdout: int | None = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[str]:
     """``python -m structmat *argv`` started in the background (stderr piped)."""
     return subprocess.Popen(
         [sys.executable, "-m", "structmat", *argv],
@@ -71,6 +77,8 @@ def spawn_cli(argv: list[str], stdout: int | None = subprocess.PIPE) -> subproce
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=env,
+        preexec_fn=preexec_fn,
     )
 
 

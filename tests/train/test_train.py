@@ -134,12 +134,25 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
 
 
+def _plain_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its own handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _logged(out: Path) -> bool:
+    log = out / "metrics.jsonl"
+    return log.exists() and log.stat().st_size > 0
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
     argv = tiny_argv(out, steps=100000, batch_size=4, d_model=8, train_size=16, val_size=8)
-    proc = spawn_cli(argv)
+    # The child gets Ctrl-C as a shell's foreground job would: SIGINT at its default and
+    # unblocked, whatever this test process inherited or a library here changed.
+    inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    proc = spawn_cli(argv, env={**os.environ, "PYTHONFAULTHANDLER": "1"}, preexec_fn=_plain_sigint)
     deadline = time.monotonic() + 120
     while not (out / "config.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # config.json is written just before the training loop starts
@@ -150,9 +163,19 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(
         f"out: expected a directory no other run is using, got {out}, in use by PID {proc.pid}"
         in err
     )
-    time.sleep(1.0)
+    # Ctrl-C once the loop runs (a first evaluation is logged), not during its setup.
+    while not _logged(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # say where it hangs: faulthandler dumps every thread
+        proc.send_signal(signal.SIGABRT)
+        _, stderr = proc.communicate(timeout=60)
+        pytest.fail(
+            f"no exit within 120 s of SIGINT (this process's SIGINT handler and blocked "
+            f"signals: {inherited}); the child's threads:\n{stderr[-8000:]}"
+        )
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted at step" in stdout
