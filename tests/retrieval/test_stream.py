@@ -246,3 +246,11 @@ def test_kill_9_twenty_times_during_a_streamed_build(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "killed.safetensors", "straight.safetensors",
     ]  # fmt: skip
+
+
+def test_a_loaded_float16_index_saves_as_a_loadable_file(tmp_path: Path) -> None:
+    scores = _scores(5, 300)
+    loaded = CURIndex.load(_build(scores, 5, tmp_path / "i.cur", dtype="float16"))
+    loaded.save(tmp_path / "again.safetensors")  # version 1 holds float32: R is widened
+    again = CURIndex.load(tmp_path / "again.safetensors")
+    np.testing.assert_array_equal(again.r, loaded.r.astype(np.float32))

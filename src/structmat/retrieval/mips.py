@@ -141,12 +141,12 @@ class MIPSIndex:
     def from_bytes(
         cls, r: np.ndarray, data: np.ndarray, kind: str, max_sq: float, nprobe: int = 8
     ) -> MIPSIndex:
-        """A FAISS index saved with :meth:`to_bytes`, searching the columns of ``r``.
+        """A FAISS index saved in an index file, searching the columns of ``r``.
 
         Args:
             r: (k_q, N) the vectors the index was built from (not checked again).
-            data: (bytes,) uint8, what :meth:`to_bytes` returned; a memory-mapped
-                array is read from its file in pieces (no copy of it in RAM).
+            data: (bytes,) uint8, the serialised index; a memory-mapped array is
+                read from its file in pieces (no copy of it in RAM).
             kind: ``"hnsw"`` or ``"ivf"``; max_sq: the saved :attr:`max_sq`.
         """
         import faiss
@@ -184,14 +184,6 @@ class MIPSIndex:
             return None
         max_sq = float(config.get("mips_max_sq", 0.0))
         return cls.from_bytes(r, data, kind, max_sq, nprobe=int(settings.get("nprobe", 8)))
-
-    def to_bytes(self) -> np.ndarray:
-        """The FAISS index serialised: (bytes,) uint8 (``hnsw`` and ``ivf`` only)."""
-        if self.backend != "faiss" or self.kind == "flat":
-            raise fail("mips", "a FAISS 'hnsw' or 'ivf' index to serialise", repr(self.kind))
-        import faiss
-
-        return np.asarray(faiss.serialize_index(self._faiss), dtype=np.uint8)
 
     @property
     def max_sq(self) -> float:

@@ -41,6 +41,7 @@ __all__ = [
     "VERSION",
     "StoredIndex",
     "encode_values",
+    "mapped_sha256",
     "meta_digest",
     "read_index",
     "write_index",
@@ -119,7 +120,7 @@ def write_index(
     items_utf8, items_off = encode_values(items, "items")
     queries_utf8, queries_off = encode_values(queries, "anchor_queries")
     arrays = {
-        "R": np.ascontiguousarray(r),
+        "R": np.ascontiguousarray(r, dtype=np.float32 if r.dtype == np.float16 else r.dtype),
         "items_utf8": items_utf8,
         "items_offsets": items_off,
         "queries_utf8": queries_utf8,
@@ -173,7 +174,7 @@ def _map(p: Path, key: str) -> np.memmap:
     return np.memmap(p, dtype=dtype, mode="r", offset=8 + n + lo, shape=tuple(info["shape"]))
 
 
-def _mapped_sha256(a: np.memmap) -> tuple[str, bool]:
+def mapped_sha256(a: np.memmap) -> tuple[str, bool]:
     """(SHA-256 of a memory-mapped array's bytes, all finite), read from its file in
     chunks: its pages are not kept mapped (a 1 GB R adds nothing to the RSS)."""
     h = hashlib.sha256()
@@ -225,7 +226,7 @@ def _verify(arrays: dict[str, np.ndarray], meta: dict[str, Any], name: str, path
         a = arrays.get(key)
         if a is None:
             raise fail(name, f"array {key!r} with its recorded SHA-256", "no such array")
-        got, finite = _mapped_sha256(a) if isinstance(a, np.memmap) else (_sha256(a), True)
+        got, finite = mapped_sha256(a) if isinstance(a, np.memmap) else (_sha256(a), True)
         if got != digest:
             raise fail(name, f"array {key!r} with its recorded SHA-256", "a mismatch (corrupted)")
         if not finite:

@@ -35,7 +35,13 @@ from structmat._checks import check_choice, check_positive_int, fail
 from structmat.retrieval.anchors import ANCHOR_METHODS, check_rcond, check_seed
 from structmat.retrieval.build import Scorer, check_sequence, fingerprint, run_batches
 from structmat.retrieval.mips import BACKENDS, MIPSIndex, faiss_available, ivf_index
-from structmat.retrieval.store import FORMAT, ST_DTYPES, encode_values, meta_digest
+from structmat.retrieval.store import (
+    FORMAT,
+    ST_DTYPES,
+    encode_values,
+    mapped_sha256,
+    meta_digest,
+)
 from structmat.run_lock import acquire_lock
 
 __all__ = ["STREAM_DTYPES", "STREAM_MIPS", "build_index_file"]
@@ -44,7 +50,6 @@ STREAM_DTYPES = ("float16", "float32", "float64")
 STREAM_MIPS = ("auto", "flat", "hnsw", "ivf")
 _AUTO_IVF = 100_000  # "auto" serves this many items or more from IVF, fewer exactly
 _ST_NAMES = {np.dtype(v).name: k for k, v in ST_DTYPES.items()}
-_CHUNK_BYTES = 1 << 24  # R is hashed and read for FAISS this many bytes at a time
 _BIG = 10**15  # placeholder for sizes unknown until the end (the header's room is kept)
 
 
@@ -313,15 +318,14 @@ class _PartialFile:
         return np.frombuffer(data, dtype=lay.dtype).reshape(hi - lo, lay.k_q)
 
     def _hash_rt(self) -> str:
+        """SHA-256 of RT, read from the file in chunks; a non-finite entry is an error."""
         lay = self.layout
-        h = hashlib.sha256()
-        step = max(1, _CHUNK_BYTES // (lay.k_q * lay.dtype.itemsize))
-        for lo in range(0, lay.n, step):
-            rows = self._rows(lo, min(lay.n, lo + step))
-            if not np.isfinite(rows).all():  # written by a build older than its checks
-                raise _overflow(lay.dtype)
-            h.update(rows.tobytes())
-        return h.hexdigest()
+        rt = np.memmap(self.path, dtype=lay.dtype, mode="r", offset=lay.data_start,
+                       shape=(lay.n, lay.k_q))  # fmt: skip
+        digest, finite = mapped_sha256(rt)
+        if not finite:  # written by a build older than its checks
+            raise _overflow(lay.dtype)
+        return digest
 
     def _mips(self) -> tuple[Any, float]:
         """(the FAISS index to save, or None for flat; M² of its Euclidean reduction)."""
