@@ -198,10 +198,13 @@ class RotaryEmbedding(nn.Module):
         layout: ``"half"`` or ``"interleaved"``.
         scaling: None / :class:`RopeScaling` / HF ``rope_scaling`` dict.
 
-    Speed: ``interleaved`` is the fastest layout on the CPU (one complex multiply,
-    about the cost of a copy); ``half`` costs 1.3-1.8 copies. A ``half`` checkpoint
-    can be switched to ``interleaved`` once, with identical attention scores, by
-    :func:`convert_rotary_weight` on its q and k projections.
+    Speed (CPU, large inputs, benchmarks/rope.py): ``half`` runs as one loop compiled
+    by inductor once eager calls have paid for the compile (about a copy in float32,
+    1.2-1.6 copies in bfloat16; eager before that, 1.4-1.6 copies in float32), see
+    :mod:`structmat.rope._compiled`. ``interleaved`` float32 is one complex multiply
+    (1.1-1.2 copies, never compiled); in 16 bit it stays eager (2-4 copies). A
+    checkpoint can be switched between layouts once, with identical attention
+    scores, by :func:`convert_rotary_weight` on its q and k projections.
 
     Cached decoding: call ``rotate(k_new, offset=n_cached)`` on the new tokens
     only; keys in the cache keep the rotation they were stored with. ``offset``

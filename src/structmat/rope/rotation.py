@@ -19,27 +19,37 @@ writes straight into the output, with no temporaries the size of ``x``:
 
 * ``interleaved`` float32/float64: ``x`` viewed as complex numbers times a complex
   table, a single ``torch.mul(..., out=...)``.
-* otherwise: ``x`` is cut into blocks of about 256 KiB (they stay in the L2 cache);
-  each block is read from memory once, and the four half-width multiply(-add)s
-  that make the rotation run on the cached block.
-* bfloat16 / float16: each block is upcast into a float32 scratch block, rotated in
-  float32 and rounded to the output dtype once.
+* large CPU inputs otherwise: one loop compiled by inductor, once it has paid for
+  itself (:mod:`structmat.rope._compiled`).
+* eager otherwise: ``x`` is cut into blocks of about 512 KiB per thread (they stay
+  in the L2 cache); each block is read from memory once. ``half``: one full-width
+  multiply by ``[cos, cos]`` and two half-width multiply-adds by ``[-sin, sin]``
+  (the tables in the layout the block reads); other layouts: four half-width
+  multiply(-add)s. bfloat16 / float16 blocks are rotated into a float32 scratch
+  block and rounded to the output dtype once.
+* under ``torch.compile`` (a model compiled by the user): the plain expression,
+  which inductor fuses into the model's graph.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import torch
+
+from structmat.rope._compiled import DISPATCH, rotate_expression
 
 __all__ = ["LAYOUTS", "compute_dtype", "rotate_pairs"]
 
 LAYOUTS = ("half", "interleaved")
 
-# Bytes of x per block on the chunked path: x block + output block (+ float32
-# scratch for 16-bit inputs) stay well inside a 1-2 MiB L2 cache.
-_BLOCK_BYTES = 256 * 1024
+# Bytes of x per block and thread on the chunked path: x block + output block (+
+# float32 scratch for 16-bit inputs) stay inside a 2 MiB L2 cache. Blocks of
+# threads x 512 KiB let each op split over the threads (measured here: 256 KiB
+# blocks ran single-threaded at 3.1x a copy on 2 threads, these 1.4x).
+_BLOCK_BYTES = 512 * 1024
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -66,22 +76,35 @@ def _pairs(t: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _rotate_block(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str, out: torch.Tensor
+    x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor], layout: str, out: torch.Tensor
 ) -> None:
-    """out = rotate(x) for one cache-sized block; x, out of the same (compute) dtype."""
+    """out = rotate(x) for one cache-sized block; out in the compute dtype.
+
+    ``half``: tables are ``[cos, cos]`` and ``[-sin, sin]`` (..., L, D): one full-width
+    multiply, then one multiply-add per half reading the other half of x. Other
+    layouts: cos and sin (..., L, D/2), four half-width multiply(-add)s. x may be
+    16-bit (the ops read it and compute in out's dtype).
+    """
+    c, s = tables
+    if layout == "half":
+        h = x.shape[-1] // 2
+        torch.mul(x, c, out=out)  # (a cos, b cos)
+        out[..., :h].addcmul_(x[..., h:], s[..., :h])  # a cos - b sin
+        out[..., h:].addcmul_(x[..., :h], s[..., h:])  # b cos + a sin
+        return
     a, b = _pairs(x, layout)
     oa, ob = _pairs(out, layout)
-    torch.mul(a, cos, out=oa)
-    oa.addcmul_(b, sin, value=-1.0)  # a cos - b sin
-    torch.mul(b, cos, out=ob)
-    ob.addcmul_(a, sin)  # b cos + a sin
+    torch.mul(a, c, out=oa)
+    oa.addcmul_(b, s, value=-1.0)  # a cos - b sin
+    torch.mul(b, c, out=ob)
+    ob.addcmul_(a, s)  # b cos + a sin
 
 
 def _blocks(x: torch.Tensor) -> list[tuple[slice, slice]]:
     """Cut x (A, ..., L, D) into blocks (dim-0 range, L range) of about _BLOCK_BYTES."""
     A, L = x.shape[0], x.shape[-2]
     row = math.prod(x.shape[1:-2]) * x.shape[-1] * 4  # bytes of one (a, l) row, float32
-    rows = max(1, _BLOCK_BYTES // max(row, 1))
+    rows = max(1, _BLOCK_BYTES * torch.get_num_threads() // max(row, 1))
     if rows >= L:  # whole sequences fit: group several dim-0 entries
         per = max(1, rows // L)
         return [(slice(i, min(A, i + per)), slice(0, L)) for i in range(0, A, per)]
@@ -125,54 +148,54 @@ def _rotate_into(
         blocks = [(slice(None), slice(None))]
     else:
         blocks = _blocks(x)
+    if layout == "half":  # the tables in the layout the blocks read, built once
+        tables = (torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1))
+    else:
+        tables = (cos, sin)
     # complex table for the 16-bit interleaved path, built once (not per block)
     tab = torch.complex(cos, sin) if layout == "interleaved" and x.dtype != work else None
     scratch_x = scratch_o = None
     for rows, seq in blocks:
         xb, ob = x[rows][..., seq, :], out[rows][..., seq, :]
-        cb, sb = _take(cos, rows, seq), _take(sin, rows, seq)
+        tb = (_take(tables[0], rows, seq), _take(tables[1], rows, seq))
         if x.dtype == work:
-            _rotate_block(xb, cb, sb, layout, ob)
+            _rotate_block(xb, tb, layout, ob)
             continue
-        # 16-bit input: upcast the block, rotate in float32, round once into out.
-        if scratch_x is None or scratch_x.numel() < xb.numel():
-            scratch_x = torch.empty(xb.numel(), dtype=work, device=x.device)
+        # 16-bit input: rotate the block into float32 scratch, round once into out.
+        if scratch_o is None or scratch_o.numel() < xb.numel():
             scratch_o = torch.empty(xb.numel(), dtype=work, device=x.device)
-        assert scratch_o is not None
-        xf = scratch_x[: xb.numel()].view(xb.shape)
         of = scratch_o[: xb.numel()].view(xb.shape)
-        xf.copy_(xb)
-        fc = _complex_view(xf) if tab is not None else None
-        if fc is not None and tab is not None:
-            oc = _complex_view(of)
-            assert oc is not None
-            torch.mul(fc, _take(tab, rows, seq), out=oc)
-        else:
-            _rotate_block(xf, cb, sb, layout, of)
+        if tab is None:
+            _rotate_block(xb, tb, layout, of)
+        else:  # interleaved: upcast, then one complex multiply
+            if scratch_x is None or scratch_x.numel() < xb.numel():
+                scratch_x = torch.empty(xb.numel(), dtype=work, device=x.device)
+            xf = scratch_x[: xb.numel()].view(xb.shape)
+            xf.copy_(xb)
+            fc, oc = _complex_view(xf), _complex_view(of)
+            if fc is not None and oc is not None:
+                torch.mul(fc, _take(tab, rows, seq), out=oc)
+            else:
+                _rotate_block(xf, tb, layout, of)
         ob.copy_(of)
-
-
-def _rotate_plain(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str
-) -> torch.Tensor:
-    """Differentiable expression of the rotation (used when cos/sin need gradients)."""
-    work = compute_dtype(x.dtype)
-    xf = x.to(work)
-    a, b = _pairs(xf, layout)
-    ra, rb = a * cos - b * sin, b * cos + a * sin  # (..., L, D/2) each
-    if layout == "half":
-        y = torch.cat([ra, rb], dim=-1)  # (..., L, D)
-    else:
-        y = torch.stack([ra, rb], dim=-1).flatten(-2)  # (..., L, D/2, 2) -> (..., L, D)
-    return y.to(x.dtype)
 
 
 def _rotate_fast(
     x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str
 ) -> torch.Tensor:
+    """rotate(x) with no autograd: compiled where that pays, else the eager path."""
+    if not x.numel():
+        return torch.empty_like(x)
+    kind = DISPATCH.kind(x, cos, layout)
+    kernel = DISPATCH.kernel(kind)
+    if kernel is not None:
+        y = DISPATCH.run(kernel, x, cos, sin, layout)
+        if y is not None:
+            return y  # contiguous, whatever x's strides
+    started = time.perf_counter()
     out = torch.empty_like(x)  # keeps x's strides when x is dense (e.g. a transposed q)
-    if x.numel():
-        _rotate_into(x, cos, sin, layout, out)
+    _rotate_into(x, cos, sin, layout, out)
+    DISPATCH.charge(kind, started)
     return out
 
 
@@ -229,6 +252,11 @@ def rotate_pairs(
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or cos.requires_grad or sin.requires_grad
     )
+    if torch.compiler.is_compiling() or (needs_grad and (cos.requires_grad or sin.requires_grad)):
+        # inside the user's compiled graph inductor fuses the plain expression;
+        # learnable angles need its autograd
+        head = rotate_expression(x[..., :R], cos, sin, layout)
+        return head if R == D else torch.cat([head, x[..., R:]], dim=-1)
     if R != D:
         if needs_grad:
             head = rotate_pairs(x[..., :R], cos, sin, layout)
@@ -238,8 +266,6 @@ def rotate_pairs(
             _rotate_into(x[..., :R], cos, sin, layout, out[..., :R])
             out[..., R:].copy_(x[..., R:])  # channels past R pass through unrotated
         return out
-    if needs_grad and (cos.requires_grad or sin.requires_grad):
-        return _rotate_plain(x, cos, sin, layout)
     if needs_grad:
         return _Rotate.apply(x, cos, sin, layout)
     return _rotate_fast(x, cos, sin, layout)
