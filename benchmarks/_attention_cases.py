@@ -44,6 +44,13 @@ def core_inputs(n: int, kind: str, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return tuple(torch.randn(shape, generator=g) for _ in range(3))
 
 
+def exact_rows(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """Exact softmax attention for the query rows ``rows`` only: (..., len(rows), D)."""
+    return F.scaled_dot_product_attention(q[..., rows, :], k, v)
+
+
 def module_input(n: int, kind: str, seed: int = 0) -> torch.Tensor:
     if kind == "smooth":
         return 2 * smooth((1, n, D_MODEL), seed)

@@ -15,11 +15,17 @@ Single thread, float32 CPU, batch 1, 8 heads of 64 (d_model 512), 64 landmarks, 
   and FFN), measured for d in {256, 512, 768}, next to the cost model's 6d;
 - basis: linear attention + RoPE with and without a learnable orthogonal basis P on a
   small relative-position task;
-- defects: Hugging Face's padding mask (one kernel of three) and fixed length, shown.
+- defects: Hugging Face's padding mask (one kernel of three) and fixed length, shown;
+- long: n = 16K, 32K, 64K, every core and module case in its own process under a time
+  and a memory limit (--timeout 300 s, --mem-limit-gb 16; "did not fit in 16 GB" /
+  "did not finish in 300 s" recorded as such): SDPA and the exact module one timed call
+  after a warm-up at n = 1024, the others a full-size warm-up and the median of 3;
+  error of the core cases against exact softmax on 256 sampled query rows.
 
 Writes benchmarks/results/attention.json and attention.png.
 
-    python benchmarks/attention.py               # everything (about 14 minutes)
+    python benchmarks/attention.py               # everything (about 25 minutes)
+    python benchmarks/attention.py --sections long --lock /tmp/structmat-bench.lock
     python benchmarks/attention.py --sections module,defects   # update those sections
     python benchmarks/attention.py --quick       # small sizes, a smoke test
 """
@@ -56,9 +62,12 @@ from _attention_cases import (
     build_modules,
     core_fn,
     core_inputs,
+    exact_rows,
     module_input,
 )
 from _memory import peak_rise_kb
+from _meta import run_meta
+from _subprocess_limits import bench_lock, run_limited
 from torch import nn
 
 from structmat._io import atomic_write, write_json
@@ -69,6 +78,7 @@ from structmat.attention import (
 from structmat.attention.nystrom import landmarks, newton_schulz_pinv_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("core", "module", "crossover", "basis", "defects", "long")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -341,6 +351,94 @@ def bench_defects() -> dict[str, Any]:
             "length_1000_on_a_1024_config": length, "n": n, "kept": kept}
 
 
+# ----------------------------------------------------------------------------- long
+
+
+LONG_NS = (16384, 32768, 65536)
+EXACT_NAMES = ("sdpa", "exact")  # quadratic: one timed call after a warm-up at WARM_N
+WARM_N, SAMPLED_ROWS, LONG_REPEATS = 1024, 256, 3
+
+
+def long_worker(kind: str, name: str, n: int) -> None:
+    """One long case: time, CPU time, peak memory rise and (core) error on sampled rows."""
+    torch.set_num_threads(1)
+    exact = name in EXACT_NAMES
+    if kind == "core":
+        q, k, v = core_inputs(n, "random")
+        fn = core_fn(name)
+        call: Callable[[], Any] = lambda: fn(q, k, v)  # noqa: E731
+        qw, kw, vw = core_inputs(WARM_N, "random")
+        warm: Callable[[], Any] = lambda: fn(qw, kw, vw)  # noqa: E731
+    else:
+        module = build_modules(n, (name,))[name]
+        x = module_input(n, "random")
+        call = lambda: module(x)  # noqa: E731
+        xw = module_input(WARM_N, "random")
+        warm = lambda: module(xw)  # noqa: E731
+    repeats = 1 if exact else LONG_REPEATS
+    with torch.no_grad():
+        (warm if exact else call)()
+        gc.collect()
+        times, cpu, rises = [], [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            rise = peak_rise_kb(call)
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            rises.append(rise)
+            gc.collect()
+        res: dict[str, Any] = {
+            "times_s": times, "time_s": statistics.median(times),
+            "cpu_s": statistics.median(cpu), "repeats": repeats,
+            "warmup": f"n={WARM_N}" if exact else "full size",
+            "peak_bytes": None if None in rises else max(r or 0 for r in rises) * 1024,
+            "rel_err_sampled": None, "rel_err_sampled_smooth": None,
+        }
+        if kind == "core" and not exact:
+            # the exact softmax output on SAMPLED_ROWS query rows (their rows are exact)
+            idx = torch.randperm(n, generator=torch.Generator().manual_seed(1))[:SAMPLED_ROWS]
+            for key, inputs in (("rel_err_sampled", (q, k, v)),
+                                ("rel_err_sampled_smooth", core_inputs(n, "smooth"))):
+                qi, ki, vi = inputs
+                res[key] = rel_err(fn(qi, ki, vi)[..., idx, :], exact_rows(qi, ki, vi, idx))
+    print(json.dumps(res))
+
+
+def bench_long(ns: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    """Every case at n >= 16K in its own process, under a time and a memory limit."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               MALLOC_MMAP_THRESHOLD_="65536")
+    rows: list[dict[str, Any]] = []
+    for n in ns:
+        for kind, names in (("core", CORE), ("module", MODULES)):
+            for name in names:
+                cmd = [sys.executable, __file__, "--long-worker", kind, name, str(n)]
+                with bench_lock(args.lock):
+                    load = os.getloadavg()[0]
+                    run = run_limited(cmd, timeout_s=args.timeout,
+                                      mem_limit_gb=args.mem_limit_gb, env=env)
+                row: dict[str, Any] = {"n": n, "kind": kind, "name": name}
+                row.update(run.limits())
+                row["load_1min_before"] = round(load, 2)
+                if run.outcome == "ok":
+                    row.update(run.last_json())
+                    print(f"long {kind:<6} n={n:>6} {name:<18} {row['time_s']:8.3f} s  "
+                          f"peak {row['peak_bytes'] / 2**20:8.1f} MiB  "
+                          f"sampled err {row['rel_err_sampled']}", flush=True)
+                else:
+                    print(f"long {kind:<6} n={n:>6} {name:<18} {row['status']}", flush=True)
+                rows.append(row)
+    for row in rows:  # exact time / this time, where both ran
+        ref = next(r for r in rows if (r["n"], r["kind"]) == (row["n"], row["kind"])
+                   and r["name"] in EXACT_NAMES)
+        both = row["outcome"] == ref["outcome"] == "ok"
+        row["speedup_vs_exact"] = ref["time_s"] / row["time_s"] if both else None
+    return {"config": {"ns": ns, "timeout_s": args.timeout, "mem_limit_gb": args.mem_limit_gb,
+                       "sampled_rows": SAMPLED_ROWS, "warmup_n_exact": WARM_N,
+                       "repeats_exact": 1, "repeats_other": LONG_REPEATS},
+            "rows": rows}
+
+
 # ----------------------------------------------------------------------------- figure
 
 
@@ -352,7 +450,7 @@ def figure(res: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    fig, axes = plt.subplots(1, 5, figsize=(25, 4.5))
     for kind, names, ax_t, marker in (("core", CORE, axes[0], "o"),
                                       ("module", MODULES, axes[1], "s")):
         rows = res.get(kind, {}).get("rows", [])
@@ -377,6 +475,19 @@ def figure(res: dict[str, Any], path: Path) -> None:
     axes[3].set(xlabel="n", ylabel="SDPA time / rest-of-layer time",
                 title="when does attention dominate a layer?")
     axes[3].legend(fontsize=8)
+    long_rows = res.get("long", {}).get("rows", [])
+    for kind, names, marker in (("core", CORE, "o"), ("module", MODULES, "s")):
+        for name in names:
+            pts = [(r["n"], r["time_s"]) for r in long_rows
+                   if (r["kind"], r["name"], r["outcome"]) == (kind, name, "ok")]
+            if pts:
+                axes[4].loglog(*zip(*pts, strict=True), marker + "-", base=2,
+                               label=f"{kind}: {name}")
+    if long_rows:
+        cfg = res["long"]["config"]
+        axes[4].set(xlabel="n", ylabel="seconds (own process)",
+                    title=f"n >= 16K, limits {cfg['timeout_s']:g} s / {cfg['mem_limit_gb']:g} GB")
+        axes[4].legend(fontsize=6)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -387,13 +498,26 @@ def figure(res: dict[str, Any], path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    p.add_argument("--sections", default="core,module,crossover,basis,defects")
+    p.add_argument("--sections", default=",".join(SECTIONS))
+    p.add_argument("--timeout", type=float, default=300,
+                   help="long section: seconds per case (its own process)")
+    p.add_argument("--mem-limit-gb", type=float, default=16,
+                   help="long section: GiB per case (its own process)")
+    p.add_argument("--lock", default=None,
+                   help="long section: flock this file around each case (e.g. "
+                        "/tmp/structmat-bench.lock); not with an outer flock on the same file")
+    p.add_argument("--long-worker", nargs=3, metavar=("KIND", "NAME", "N"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(RESULTS / "attention.json"))
     p.add_argument("--worker", nargs=3, metavar=("KIND", "NAME", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         kind, name, n = args.worker
         worker(kind, name, int(n))
+        return
+    if args.long_worker:
+        kind, name, n = args.long_worker
+        long_worker(kind, name, int(n))
         return
     torch.set_num_threads(1)
     sections = args.sections.split(",")
@@ -414,17 +538,22 @@ def main() -> None:
         res["basis"] = bench_basis(args.quick)
     if "defects" in sections:
         res["defects"] = bench_defects()
+    if "long" in sections:
+        res["long"] = bench_long([1024, 2048] if args.quick else list(LONG_NS), args)
     res["wall_s"] = time.perf_counter() - t0
     res["load_average_1min"] = os.getloadavg()[0]
+    res["meta"] = run_meta(threads=1, sections=sections)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     wall = res["wall_s"]
-    if out.exists() and set(sections) != {"core", "module", "crossover", "basis", "defects"}:
+    if out.exists() and set(sections) != set(SECTIONS):
         # A partial run updates its sections and keeps the others from the last full run.
         old = json.loads(out.read_text())
         old.update({k: v for k, v in res.items() if k in sections})
-        old.setdefault("wall_s_by_run", []).append({"sections": sections,
-                                                    "wall_s": res["wall_s"]})
+        old.setdefault("wall_s_by_run", []).append({
+            "sections": sections, "wall_s": res["wall_s"],
+            "load_average_1_5_15min": res["meta"]["load_average_1_5_15min"]})
+        old["meta"] = res["meta"]  # of this (the last) run; the list above has each run's
         res = old
     write_json(out, res)
     figure(res, out.with_suffix(".png"))
