@@ -1,13 +1,18 @@
 """RoPE speed, memory and accuracy: structmat vs the HF formula vs rotary-embedding-torch.
 
-Rotates q and k of shape (B, H, L, D) (default (8, 16, 4096, 64)) in one process,
-single-threaded, float32 and bfloat16, and times, side by side and in rotating
-order each repeat:
+Rotates q and k of shape (B, H, L, D) (default (4, 16, 2048, 64) and
+(8, 16, 4096, 64)) in one process, at 1 and 2 threads, float32 and bfloat16, and
+times, side by side and in rotating order each repeat:
 
 * ``clone``: ``q.clone(), k.clone()``: one read and one write of each tensor, the
   memory-bandwidth bound any out-of-place rotation must pay;
-* ``structmat-half`` / ``structmat-interleaved``: :class:`structmat.rope.RotaryEmbedding`
-  (tables warm in its cache);
+* ``structmat-half``: :class:`structmat.rope.RotaryEmbedding` in its steady state,
+  the inductor-compiled loop (``STRUCTMAT_ROPE_COMPILE=1`` here; by default it takes
+  over after ``EAGER_SECONDS`` of eager rotation, see structmat/rope/_compiled.py);
+  its compile time is recorded;
+* ``structmat-half-eager``: the eager path (``STRUCTMAT_ROPE_COMPILE=0``), what the
+  first calls of a process and small inputs run;
+* ``structmat-interleaved``: one complex multiply (never compiled);
 * ``hf-style``: ``q * cos + rotate_half(q) * sin`` (transformers'
   ``apply_rotary_pos_emb``), cos/sin (L, D) precomputed in the input dtype as the HF
   rotary module does once per forward (not timed);
@@ -17,7 +22,8 @@ order each repeat:
 Reports median wall time over repeats, ratios (method / clone, peer / ours), the
 peak extra resident memory of one call (VmHWM after minus VmRSS before, Linux),
 and the max abs error against float64 on the first batch entry (all positions).
-Writes benchmarks/results/rope.json and rope.png.
+Writes benchmarks/results/rope.json and rope.png; ``python benchmarks/readme_tables.py``
+puts the table into README.md.
 
 Run: ``python benchmarks/rope.py`` (``--quick`` for a small shape).
 """
@@ -29,7 +35,7 @@ import ctypes
 import gc
 import importlib.metadata
 import json
-import platform
+import os
 import statistics
 import sys
 import time
@@ -38,9 +44,11 @@ from pathlib import Path
 
 import torch
 from _memory import peak_rise_kb
+from _meta import run_meta
 
 from structmat._io import write_json
 from structmat.rope import RotaryEmbedding
+from structmat.rope._compiled import EAGER_SECONDS, ENV
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -100,9 +108,18 @@ def _methods(
     ours_i = RotaryEmbedding(D, layout="interleaved")
     ret = RETRotary(dim=D)  # interleaved, theta 10000
     cos, sin = hf_tables(L, D, q.dtype)
+
+    def half(mode: str) -> Callable[[], tuple]:
+        def call() -> tuple:
+            os.environ[ENV] = mode  # read by structmat at each call
+            return ours_h.rotate(q), ours_h.rotate(k)
+
+        return call
+
     methods: dict[str, Callable[[], tuple]] = {
         "clone": lambda: (q.clone(), k.clone()),
-        "structmat-half": lambda: (ours_h.rotate(q), ours_h.rotate(k)),
+        "structmat-half": half("1"),
+        "structmat-half-eager": half("0"),
         "structmat-interleaved": lambda: (ours_i.rotate(q), ours_i.rotate(k)),
         "hf-style": lambda: (q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin),
         "rotary-embedding-torch": lambda: (
@@ -113,6 +130,7 @@ def _methods(
     layouts = {
         "clone": None,
         "structmat-half": "half",
+        "structmat-half-eager": "half",
         "structmat-interleaved": "interleaved",
         "hf-style": "half",
         "rotary-embedding-torch": "interleaved",
@@ -120,8 +138,9 @@ def _methods(
     return methods, layouts
 
 
-def run_dtype(shape: tuple[int, int, int, int], name: str, repeats: int) -> dict:
-    """Time, memory and accuracy of every method for one dtype."""
+def run_case(shape: tuple[int, int, int, int], name: str, threads: int, repeats: int) -> dict:
+    """Time, memory and accuracy of every method for one shape, dtype and thread count."""
+    torch.set_num_threads(threads)
     dtype = getattr(torch, name)
     g = torch.Generator().manual_seed(0)
     q = torch.randn(shape, generator=g).to(dtype)
@@ -132,6 +151,9 @@ def run_dtype(shape: tuple[int, int, int, int], name: str, repeats: int) -> dict
     errors: dict[str, float | None] = {}
     peaks: dict[str, float | None] = {}
     with torch.no_grad():
+        t0 = time.perf_counter()
+        methods["structmat-half"]()  # compiles (or finds it compiled) for this case
+        first_call_s = time.perf_counter() - t0
         for m in names:  # warm-up (caches, allocator), accuracy and memory
             res = methods[m]()
             lay = layouts[m]
@@ -152,7 +174,7 @@ def run_dtype(shape: tuple[int, int, int, int], name: str, repeats: int) -> dict
                 res = methods[m]()
                 times[m].append(time.perf_counter() - t0)
                 del res
-            print(f"  {name} repeat {r + 1}/{repeats}", file=sys.stderr)
+            print(f"  {shape} {name} {threads}t repeat {r + 1}/{repeats}", file=sys.stderr)
     med = {m: statistics.median(v) * 1e3 for m, v in times.items()}
 
     def paired(a: str, b: str) -> float:
@@ -169,6 +191,7 @@ def run_dtype(shape: tuple[int, int, int, int], name: str, repeats: int) -> dict
             "max_abs_error_vs_float64": errors[m],
         }
     per["_summary"] = {
+        "first_compiled_call_s": round(first_call_s, 2),
         "hf_style_over_structmat_half": round(paired("hf-style", "structmat-half"), 2),
         "ret_over_structmat_interleaved": round(
             paired("rotary-embedding-torch", "structmat-interleaved"), 2
@@ -178,27 +201,43 @@ def run_dtype(shape: tuple[int, int, int, int], name: str, repeats: int) -> dict
     for m in names:
         p = per[m]
         print(
-            f"{name:9s} {m:24s} {p['median_ms']:9.1f} ms  x{p['ratio_vs_clone']:.2f} clone  "
+            f"{shape} {threads}t {name:9s} {m:24s} {p['median_ms']:9.1f} ms  "
+            f"x{p['ratio_vs_clone']:.2f} clone  "
             f"peak +{p['peak_extra_mb']} MB  err {p['max_abs_error_vs_float64']}"
         )
     print(f"{name:9s} summary {per['_summary']}")
     return per
 
 
-def run(shape: tuple[int, int, int, int], dtypes: list[str], repeats: int) -> dict:
-    torch.set_num_threads(1)  # the machine is shared; one core, compare in-run ratios
+def run(
+    shapes: list[tuple[int, int, int, int]], dtypes: list[str], threads: list[int], repeats: int
+) -> dict:
+    cases = [
+        {
+            "shape": list(shape),
+            "threads": t,
+            "dtype": name,
+            "results": run_case(shape, name, t, repeats),
+        }
+        for shape in shapes
+        for t in threads
+        for name in dtypes
+    ]
     return {
-        "shape": list(shape),
+        "benchmark": "rope",
+        "command": "python benchmarks/rope.py",
+        "meta": run_meta(
+            threads=max(threads),
+            threads_run=threads,
+            rotary_embedding_torch=importlib.metadata.version("rotary-embedding-torch"),
+        ),
         "repeats": repeats,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "rotary_embedding_torch": importlib.metadata.version("rotary-embedding-torch"),
-        "python": sys.version.split()[0],
-        "machine": platform.processor() or platform.machine(),
+        "auto_compile_after_eager_s": EAGER_SECONDS,
         "notes": "median ms to rotate q and k; ratios are medians over repeats of the "
         "ratio within one repeat (method / clone, peer / ours), robust to load drift; "
-        "peak_extra_mb = resident memory one call adds (outputs included)",
-        "results": {name: run_dtype(shape, name, repeats) for name in dtypes},
+        "peak_extra_mb = resident memory one call adds (outputs included); "
+        "structmat-half is the compiled steady state, structmat-half-eager the eager path",
+        "cases": cases,
     }
 
 
@@ -208,49 +247,57 @@ def figure(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dtypes = list(data["results"])
-    methods = [m for m in data["results"][dtypes[0]] if not m.startswith("_")]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    w = 0.8 / len(dtypes)
-    rotators = [m for m in methods if m != "clone"]
-    for j, dt in enumerate(dtypes):
-        res = data["results"][dt]
+    cases = data["cases"]
+    methods = [m for m in cases[0]["results"] if not m.startswith("_")]
+    fig, ax = plt.subplots(figsize=(13, 4.8))
+    w = 0.8 / len(cases)
+    for j, case in enumerate(cases):
+        label = f"{tuple(case['shape'])} {case['dtype']} {case['threads']}t"
         xs = [i + j * w for i in range(len(methods))]
-        ax1.bar(xs, [res[m]["ratio_vs_clone"] for m in methods], w, label=dt)
-        xs2 = [i + j * w for i in range(len(rotators))]
-        bars = ax2.bar(xs2, [res[m]["max_abs_error_vs_float64"] for m in rotators], w, label=dt)
-        once = res["_summary"]["exact_rounded_once_max_abs_error"]
-        ax2.axhline(once, color=bars.patches[0].get_facecolor(), ls=":", lw=1)
-    for ax, names in ((ax1, methods), (ax2, rotators)):
-        ax.set_xticks([i + w * (len(dtypes) - 1) / 2 for i in range(len(names))])
-        ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
-        ax.legend()
-    ax1.axhline(1.3, color="k", ls="--", lw=0.8)
-    ax1.set_ylabel("time / clone (median)")
-    ax1.set_title(f"q, k {tuple(data['shape'])}, 1 thread (dashed: 1.3x target)")
-    ax2.set_yscale("log")
-    ax2.set_ylabel("max |error| vs float64")
-    ax2.set_title("error, first batch entry (dotted: exact result rounded once)")
+        ax.bar(xs, [case["results"][m]["ratio_vs_clone"] for m in methods], w, label=label)
+    ax.set_xticks([i + w * (len(cases) - 1) / 2 for i in range(len(methods))])
+    ax.set_xticklabels(methods, rotation=15, ha="right", fontsize=8)
+    ax.axhline(1.3, color="k", ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("time / clone (median of per-repeat ratios)")
+    ax.set_title("rotate q and k (dashed: 1.3x)")
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", type=int, nargs=4, default=[8, 16, 4096, 64])
+    ap.add_argument(
+        "--shape",
+        type=int,
+        nargs=4,
+        action="append",
+        help="B H L D (repeatable; default (4, 16, 2048, 64) and (8, 16, 4096, 64))",
+    )
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="shape (2, 4, 1024, 64), 3 repeats")
     ap.add_argument("--out", type=Path, default=RESULTS / "rope.json")
     args = ap.parse_args(argv)
-    shape = (2, 4, 1024, 64) if args.quick else tuple(args.shape)
+    shapes = args.shape or [[4, 16, 2048, 64], [8, 16, 4096, 64]]
+    if args.quick:
+        shapes = [[2, 4, 1024, 64]]
     repeats = 3 if args.quick else args.repeats
-    data = run(shape, args.dtypes, repeats)  # type: ignore[arg-type]
+    data = run([tuple(s) for s in shapes], args.dtypes, args.threads, repeats)  # type: ignore[misc]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, data)
     figure(data, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
-    print(json.dumps({d: r["_summary"] for d, r in data["results"].items()}))
+    print(
+        json.dumps(
+            [
+                {"case": f"{c['shape']} {c['dtype']} {c['threads']}t", **c["results"]["_summary"]}
+                for c in data["cases"]
+            ]
+        )
+    )
     return 0
 
 
