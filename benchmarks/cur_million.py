@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _meta import run_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,6 +58,8 @@ from structmat.retrieval.stream import build_index_file
 
 RESULTS = ROOT / "benchmarks" / "results"
 ANCHOR_SALT, ITEM_SALT = 1, 2
+# search settings (recorded in the JSON under "search_settings")
+SEARCH_ANCHOR_ITEMS, SEARCH_BUDGET, ADACUR_ROUNDS, R_CHECK_ITEMS = 50, 100, 5, 2000
 
 
 # --- the synthetic scorer ----------------------------------------------------------
@@ -175,21 +178,22 @@ def step_search(args: argparse.Namespace) -> None:
     load_s = time.perf_counter() - t
     rng = np.random.default_rng(0)
     # 1. R against the scorer, on random items.
-    cols = np.sort(rng.choice(index.num_items, 2000, replace=False))
+    cols = np.sort(rng.choice(index.num_items, R_CHECK_ITEMS, replace=False))
     fresh = score.score(list(range(index.num_anchor_queries)), cols.tolist()).numpy()
     stored = index.r[:, cols].astype(np.float32)
     err = float(np.abs(stored - fresh).max() / np.abs(fresh).max())
     # 2. Search overhead, outside scorer calls.
     queries = [10_000_000 + i for i in range(args.test_queries)]
-    methods = {"ANNCUR": 0, "ADACUR (5 rounds)": 5}
+    methods = {"ANNCUR": 0, "ADACUR (5 rounds)": ADACUR_ROUNDS}
     out: dict[str, Any] = {"load_seconds": load_s, "r_max_rel_error_vs_scorer": err}
     for name, rounds in methods.items():
-        index.search(queries[0], k=10, anchor_items=50, budget=100, adaptive_rounds=rounds)
+        kw = {"k": 10, "anchor_items": SEARCH_ANCHOR_ITEMS, "budget": SEARCH_BUDGET}
+        index.search(queries[0], adaptive_rounds=rounds, **kw)
         overhead, hits = [], []
         for q in queries:
             score.seconds = 0.0
             t = time.perf_counter()
-            _, ids = index.search(q, k=10, anchor_items=50, budget=100, adaptive_rounds=rounds)
+            _, ids = index.search(q, adaptive_rounds=rounds, **kw)
             overhead.append(time.perf_counter() - t - score.seconds)
             hits.append(ids.numpy())
         out[name] = {"overhead_ms": [1e3 * x for x in overhead], "ids": hits}
@@ -291,6 +295,10 @@ def main() -> None:
         "build_driver_peak_rss_mb": build["driver_peak_rss_mb"],
         "ray_workers_peak_rss_mb": build["ray_workers_peak_rss_mb"],
         "index_mb": size / 2**20,
+        "search_settings": {"anchor_items": SEARCH_ANCHOR_ITEMS, "budget": SEARCH_BUDGET,
+                            "adacur_rounds": ADACUR_ROUNDS, "test_queries": args.test_queries,
+                            "recall_queries": args.recall_queries, "r_check_items": R_CHECK_ITEMS},
+        "meta": run_meta(threads=1, ray_workers=args.workers),  # one thread per worker
         "search": {"load_seconds": search["load_seconds"],
                    "peak_rss_mb": search["search_peak_rss_mb_before_recall"],
                    "r_max_rel_error_vs_scorer": search["r_max_rel_error_vs_scorer"]},

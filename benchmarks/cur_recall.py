@@ -82,6 +82,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _meta import run_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -417,10 +418,7 @@ def recall_table(st: Setup, m: Methods, truth: np.ndarray) -> dict[str, Any]:
             ("adacur", grid_ada, m.cur),
             ("adacur-bi-seeded", grid_seed, m.seeded),
         ):
-            dev = {
-                cfg: recall(run(dev_rows, b, *cfg, method), truth[dev_rows], 10)
-                for cfg in grid
-            }
+            dev = {cfg: recall(run(dev_rows, b, *cfg, method), truth[dev_rows], 10) for cfg in grid}
             best = max(dev, key=lambda c: dev[c])
             picks[name] = {
                 "anchor_items": best[0],
@@ -592,8 +590,10 @@ def main() -> None:
             **({"output_choice_dev": output_choice} if output_choice else {}),
             "build": {"scorer_calls": len(st.anchor_q) * st.n, "seconds": st.build_s},
             "exact_scores": {"scorer_calls": st.exact.shape[0] * st.n, "seconds": st.exact_s},
-            "first_stage_seconds": {"bi_encoder_encode_all": m.bi_s,
-                                    "bm25_index_and_search": m.bm25_s},
+            "first_stage_seconds": {
+                "bi_encoder_encode_all": m.bi_s,
+                "bm25_index_and_search": m.bm25_s,
+            },
             "anchor_selection": anchors,
             "latency": latency,
             "peak_rss_mb": peak_rss_mb(),
@@ -604,6 +604,7 @@ def main() -> None:
                 "threads": torch.get_num_threads(),
                 "faiss": faiss_available(),
             },
+            "meta": run_meta(threads=torch.get_num_threads(), faiss=faiss_available()),
         }
     )
     out = Path(st.args.out)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _meta import run_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -151,6 +152,9 @@ def main() -> None:
         "eval_every": args.eval_every,
         "torch": torch.__version__,
         "machine": platform.machine(),
+        "val_size": args.val_size,
+        "seed": args.seed,
+        "meta": run_meta(threads=args.threads, parallel_runs=args.parallel),
         "tasks": tasks,
     }
     out = Path(args.out)

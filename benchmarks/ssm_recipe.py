@@ -24,15 +24,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _meta import run_meta
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 # (tag, settings changed from BASE)
-BASE = {"L": 1000, "steps": 600, "batch": 16, "lr": 1e-2, "ssm_lr": 1e-3, "post": False,
-        "norm": "layer", "pool": "mean", "mixer": "s4d", "sched": "cos", "standardize": False,
-        "seed": 0}
+BASE = {
+    "L": 1000,
+    "steps": 600,
+    "batch": 16,
+    "lr": 1e-2,
+    "ssm_lr": 1e-3,
+    "post": False,
+    "norm": "layer",
+    "pool": "mean",
+    "mixer": "s4d",
+    "sched": "cos",
+    "standardize": False,
+    "seed": 0,
+}
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("pre-norm LayerNorm", {}),
     ("post-norm LayerNorm", {"post": True}),
@@ -65,8 +77,16 @@ def run_one(s: dict[str, Any]) -> list[tuple[int, float]]:
 
     torch.manual_seed(s["seed"])
     model = SequenceRegressor(
-        1, input_dim=2, d_model=64, n_layers=2, mixer=s["mixer"], pool=s["pool"],
-        prenorm=not s["post"], causal=s["pool"] == "last", length=s["L"], norm=s["norm"],
+        1,
+        input_dim=2,
+        d_model=64,
+        n_layers=2,
+        mixer=s["mixer"],
+        pool=s["pool"],
+        prenorm=not s["post"],
+        causal=s["pool"] == "last",
+        length=s["L"],
+        norm=s["norm"],
     )
     groups = ssm_parameter_groups(model, lr=s["lr"], ssm_lr=s["ssm_lr"], weight_decay=0.01)
     opt = torch.optim.AdamW(groups, lr=s["lr"], weight_decay=0.01)
@@ -140,7 +160,9 @@ def main() -> None:
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "--one", json.dumps(s)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         curve = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{tag:45s} final val MSE {curve[-1][1]:.4f}", flush=True)
@@ -152,7 +174,11 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, {"benchmark": "ssm_recipe", "torch": torch.__version__, "runs": results})
+    meta = run_meta(threads=1, parallel_runs=args.jobs)  # each variant: its own 1-thread process
+    write_json(
+        out,
+        {"benchmark": "ssm_recipe", "torch": torch.__version__, "meta": meta, "runs": results},
+    )
     figure(results, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
