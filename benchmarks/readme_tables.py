@@ -53,16 +53,13 @@ class Block:
     end: int  # index of the end-marker line
 
 
-def source_of(json_name: str | None, results: Path, fn: Render | None = None) -> str:
+def source_of(json_name: str | None, fn: Render | None = None) -> str:
     """Where a block comes from, as its begin marker says."""
     if json_name is None:  # computed by the renderer itself
         module = getattr(fn, "__module__", "") or ""
         where = f"benchmarks/{module.replace('.', '/')}.py" if module else "its renderer"
         return f"{where} (computed, no JSON)"
-    try:
-        return (results / json_name).resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return (results / json_name).as_posix()
+    return f"benchmarks/results/{json_name}"  # the committed file, wherever --results is
 
 
 def begin_marker(name: str, source: str) -> str:
@@ -131,18 +128,16 @@ def render(name: str, json_name: str | None, fn: Render, results: Path) -> list[
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise TableError(
-                f"table {name!r}: {source_of(json_name, results)} is missing"
-            ) from None
+            raise TableError(f"table {name!r}: {source_of(json_name)} is missing") from None
         except (OSError, ValueError) as err:
             raise TableError(f"table {name!r}: cannot read {path}: {err}") from None
-        data["_json"] = source_of(json_name, results)
+        data["_json"] = source_of(json_name)
     try:
         body = fn(data).strip("\n")
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise TableError(f"table {name!r}: {type(err).__name__}: {err}") from None
     return [
-        begin_marker(name, source_of(json_name, results, fn)),
+        begin_marker(name, source_of(json_name, fn)),
         "",
         *body.split("\n"),
         "",
