@@ -138,28 +138,56 @@ def test_meta_line_from_run_meta() -> None:
             "platform": "Linux",
             "load_average_1_5_15min": [0.56, 0.43, 0.6],
         },
-        "_json": "benchmarks/results/rope.json",
     }
-    assert meta_line(data) == (
+    want = (
         "Run: Intel(R) Xeon(R) Processor, 2 cores, 1 thread, torch 2.13.0+cpu, "
         "load 0.56 / 0.43 / 0.60 (benchmarks/results/rope.json)"
     )
+    assert meta_line(data, "rope.json") == want
+    assert meta_line({**data, "_json": "benchmarks/results/rope.json"}) == want
+    assert meta_line(data) == want.removesuffix(" (benchmarks/results/rope.json)")
+    several = {"meta": {**data["meta"], "threads": 2, "threads_run": [1, 2]}}
+    assert ", 1 and 2 threads," in meta_line(several, "rope.json")
+
+
+def test_meta_line_from_a_real_run_meta() -> None:
+    sys.path.insert(0, str(BENCH))
+    from _meta import run_meta
+
+    line = meta_line({"meta": run_meta(threads=3, extra="x")}, "t.json")
+    assert ", 3 threads, torch " in line and "not recorded" not in line
+    assert line.endswith(" (benchmarks/results/t.json)")
 
 
 def test_meta_line_from_legacy_keys_never_invents() -> None:
     flat = {"threads": 2, "torch": "2.13.0+cpu", "machine": "x86_64"}  # lra_synthetic's
-    assert meta_line(flat) == (
-        "Run: x86_64, 2 threads, torch 2.13.0+cpu; cores and load average not recorded"
+    assert meta_line(flat, "lra_synthetic.json") == (
+        "Run: x86_64, 2 threads, torch 2.13.0+cpu; CPU model, cores and load average not "
+        "recorded (benchmarks/results/lra_synthetic.json)"
     )
     nested = {"machine": {"cpu_count": 2, "platform": "Linux-x", "torch": "2.13.0+cpu",
                           "load_avg": [0.787, 0.798, 0.989]}}  # fmt: skip
     assert meta_line(nested) == (
-        "Run: Linux-x, 2 cores, torch 2.13.0+cpu, load 0.79 / 0.80 / 0.99; threads not recorded"
+        "Run: Linux-x, 2 cores, torch 2.13.0+cpu, load 0.79 / 0.80 / 0.99; CPU model and "
+        "threads not recorded"
     )
     one = {"machine": {"threads": 1, "torch": "2.13.0+cpu"}, "load_average_1min": 1.5}
     assert meta_line(one) == (
-        "Run: 1 thread, torch 2.13.0+cpu, load 1.50 (1 min); CPU and cores not recorded"
+        "Run: 1 thread, torch 2.13.0+cpu, load 1.50 (1 min); CPU model and cores not recorded"
     )
-    assert meta_line({"_json": "a.json"}) == (
-        "Run: CPU, cores, threads, torch version and load average not recorded (a.json)"
+    assert meta_line({}, "a.json") == (
+        "Run: CPU model, cores, threads, torch version and load average not recorded "
+        "(benchmarks/results/a.json)"
     )
+
+
+def test_every_block_ends_with_its_run_line() -> None:
+    """The contract: each renderer's last line is meta_line's, naming its own JSON."""
+    for name, (json_name, fn) in rt.load_renderers().items():
+        if json_name is None:  # computed, no run to describe
+            continue
+        lines = rt.render(name, json_name, fn, BENCH / "results")
+        assert lines[-2:] == ["", rt.end_marker(name)], name
+        last = lines[-3]
+        assert last.startswith("Run: "), name
+        assert last.endswith(f"(benchmarks/results/{json_name})"), name

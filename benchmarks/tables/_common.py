@@ -1,9 +1,9 @@
 """Shared pieces of the README renderers: the run line under every table, formatting.
 
-``meta_line(data)`` says what machine, threads, torch and load average a benchmark JSON
-records, from its ``"meta"`` block (``benchmarks/_meta.py``) or, for JSONs written
-before it existed, from whatever legacy keys it has; what is absent is said to be
-"not recorded", never guessed.
+``meta_line(data, json_name)`` says what machine, threads, torch and load average a
+benchmark JSON records, from its ``"meta"`` block (``benchmarks/_meta.py``) or, for
+JSONs written before it existed, from whatever legacy keys it has; what is absent is
+said to be "not recorded", never guessed.
 """
 
 from __future__ import annotations
@@ -38,21 +38,31 @@ def _join(words: Sequence[str]) -> str:
 
 
 def run_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """cpu, cores, threads, torch, load (a list of 1, or 1 / 5 / 15 min) or None each."""
+    """What a JSON records about its run, each None when it does not.
+
+    Keys: ``cpu`` (the CPU model), ``machine`` (an architecture or platform string,
+    shown when the model is absent), ``cores``, ``threads`` (an int, or a list when the
+    benchmark ran at several counts), ``torch``, ``load`` (a list: 1 / 5 / 15 min, or
+    only the 1-minute value).
+    """
     meta = data.get("meta")
     if isinstance(meta, dict):
         load = meta.get("load_average_1_5_15min")
+        threads = meta.get("threads_run") or meta.get("threads")
         return {
-            "cpu": meta.get("cpu") or meta.get("arch"),
+            "cpu": meta.get("cpu"),
+            "machine": meta.get("arch") or meta.get("platform"),
             "cores": meta.get("cores"),
-            "threads": meta.get("threads"),
+            "threads": threads,
             "torch": meta.get("torch"),
             "load": list(load) if load is not None else None,
         }
     machine = data.get("machine")
-    cpu = machine if isinstance(machine, str) else None  # legacy: platform.machine()
-    if cpu is None and isinstance(machine, dict):
-        cpu = machine.get("cpu") or machine.get("platform")
+    cpu = where = None
+    if isinstance(machine, str):  # legacy: platform.machine(), an architecture
+        where = machine
+    elif isinstance(machine, dict):
+        cpu, where = machine.get("cpu"), machine.get("arch") or machine.get("platform")
     load = _legacy(data, "load_avg")
     if load is None:
         load = _legacy(data, "load_average_1min")
@@ -60,6 +70,7 @@ def run_fields(data: dict[str, Any]) -> dict[str, Any]:
         load = [load]
     return {
         "cpu": cpu,
+        "machine": where,
         "cores": _legacy(data, "cores") or _legacy(data, "cpu_count"),
         "threads": _legacy(data, "threads"),
         "torch": _legacy(data, "torch"),
@@ -67,11 +78,32 @@ def run_fields(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def meta_line(data: dict[str, Any]) -> str:
-    """One line: "Run: <cpu>, 2 cores, 1 thread, torch 2.13.0+cpu, load a / b / c (<json>)".
+def _threads(threads: Any) -> str:
+    if isinstance(threads, list | tuple):
+        counts = [str(t) for t in threads]
+        return f"{_join(counts)} thread" + ("" if counts == ["1"] else "s")
+    return f"{threads} thread" + ("" if threads == 1 else "s")
 
-    Fields the JSON lacks are listed as "not recorded"; the JSON's path is appended
-    when ``data["_json"]`` is set (``readme_tables.py`` sets it).
+
+def json_path(json_name: str) -> str:
+    """``"rope.json"`` -> ``"benchmarks/results/rope.json"`` (a path is kept as it is)."""
+    return json_name if "/" in json_name else f"benchmarks/results/{json_name}"
+
+
+def meta_line(data: dict[str, Any], json_name: str | None = None) -> str:
+    """The run line every generated block ends with, from what the JSON records.
+
+    ``"Run: <cpu>, 2 cores, 1 thread, torch 2.13.0+cpu, load a / b / c (<json>)"``,
+    from the ``"meta"`` block ``benchmarks/_meta.py`` writes or, in a JSON written
+    before it, from the legacy keys (``threads``, ``torch``, ``machine`` as a string or
+    a dict, ``cpu_count``, ``load_avg``, ``load_average_1min``). What the JSON lacks is
+    listed as "not recorded", never filled in.
+
+    Args:
+        data: the parsed JSON.
+        json_name: its file name under benchmarks/results/ (or a repository-relative
+            path), named at the end of the line; default ``data["_json"]``, which
+            ``readme_tables.py`` sets; neither: no name.
     """
     f = run_fields(data)
     have: list[str] = []
@@ -79,13 +111,15 @@ def meta_line(data: dict[str, Any]) -> str:
     if f["cpu"]:
         have.append(str(f["cpu"]))
     else:
-        missing.append("CPU")
+        if f["machine"]:
+            have.append(str(f["machine"]))
+        missing.append("CPU model")
     if f["cores"]:
         have.append(f"{f['cores']} core" + ("" if f["cores"] == 1 else "s"))
     else:
         missing.append("cores")
-    if f["threads"] is not None:
-        have.append(f"{f['threads']} thread" + ("" if f["threads"] == 1 else "s"))
+    if f["threads"] is not None and f["threads"] != []:
+        have.append(_threads(f["threads"]))
     else:
         missing.append("threads")
     if f["torch"]:
@@ -102,7 +136,7 @@ def meta_line(data: dict[str, Any]) -> str:
     text = ", ".join(have)
     if missing:
         text += ("; " if text else "") + _join(missing) + " not recorded"
-    source = data.get("_json")
+    source = json_path(json_name) if json_name else data.get("_json")
     return f"Run: {text}" + (f" ({source})" if source else "")
 
 

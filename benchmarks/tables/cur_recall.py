@@ -7,6 +7,8 @@ from typing import Any
 
 from ._common import claim, meta_line, para, pct, table
 
+NANORANKER_JSON, MAXSIM_JSON = "cur_recall_nanoranker.json", "cur_recall.json"
+
 METHODS = ("anncur", "adacur", "adacur-bi-seeded", "bi-encoder+rerank", "bm25+rerank")
 BASELINES = ("bi-encoder+rerank", "bm25+rerank")
 HEADLINE = ("adacur", 100)  # bold when it is its column's best
@@ -105,7 +107,12 @@ def render_nanoranker(data: dict[str, Any]) -> str:
         f"{serving[-1]:.1f} ms. The whole run took {data['total_seconds'] / 60:.0f} min."
     )
     return "\n\n".join(
-        [para(_corpus(data)), recall_table(data, "all-MiniLM-L6-v2"), para(prose), meta_line(data)]
+        [
+            para(_corpus(data)),
+            recall_table(data, "all-MiniLM-L6-v2"),
+            para(prose),
+            meta_line(data, NANORANKER_JSON),
+        ]
     )
 
 
@@ -132,10 +139,12 @@ def render_maxsim(data: dict[str, Any]) -> str:
         "(it re-encodes the items it scores). The whole run took "
         f"{data['total_seconds'] / 60:.0f} min."
     )
-    return "\n\n".join([recall_table(data, "same MiniLM"), para(prose), meta_line(data)])
+    return "\n\n".join(
+        [recall_table(data, "same MiniLM"), para(prose), meta_line(data, MAXSIM_JSON)]
+    )
 
 
 TABLES = {
-    "cur_recall_nanoranker": ("cur_recall_nanoranker.json", render_nanoranker),
-    "cur_recall_maxsim": ("cur_recall.json", render_maxsim),
+    "cur_recall_nanoranker": (NANORANKER_JSON, render_nanoranker),
+    "cur_recall_maxsim": (MAXSIM_JSON, render_maxsim),
 }

@@ -6,6 +6,8 @@ from typing import Any
 
 from ._common import bullet, claim, meta_line, para, pct, table
 
+JSON = "lra_synthetic.json"
+
 NAMES = {
     "s4": "S4",
     "s4d": "S4D",
@@ -130,11 +132,11 @@ def render(data: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             table(["mixer", *map(_header, tasks)], rows),
-            meta_line(data),
             para(runs),
             _bullets(data),
+            meta_line(data, JSON),
         ]
     )
 
 
-TABLES = {"lra_synthetic": ("lra_synthetic.json", render)}
+TABLES = {"lra_synthetic": (JSON, render)}

@@ -12,6 +12,8 @@ from typing import Any
 
 from ._common import meta_line, para, table
 
+JSON = "ssm_recipe.json"
+
 STEPS = (100, 300, 600)
 PLATEAU = 0.15  # below this val MSE a run has left the constant predictor's 0.167
 
@@ -129,7 +131,7 @@ def render(data: dict[str, Any]) -> str:
                 cells.append(f"{mse(vals[0])}–{mse(vals[-1])}")
         rows.append([label, str(lengths.pop()), " / ".join(cells)])
     head = ["change", "L", "val MSE at step " + " / ".join(map(str, STEPS))]
-    return "\n\n".join([table(head, rows), para(_settings_line(shown)), meta_line(data)])
+    return "\n\n".join([table(head, rows), para(_settings_line(shown)), meta_line(data, JSON)])
 
 
-TABLES = {"ssm_recipe": ("ssm_recipe.json", render)}
+TABLES = {"ssm_recipe": (JSON, render)}
