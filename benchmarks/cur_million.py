@@ -298,7 +298,8 @@ def main() -> None:
         "search_settings": {"anchor_items": SEARCH_ANCHOR_ITEMS, "budget": SEARCH_BUDGET,
                             "adacur_rounds": ADACUR_ROUNDS, "test_queries": args.test_queries,
                             "recall_queries": args.recall_queries, "r_check_items": R_CHECK_ITEMS},
-        "meta": run_meta(threads=1, ray_workers=args.workers),  # one thread per worker
+        # threads of this process; its steps and the Ray workers inherit OMP_NUM_THREADS
+        "meta": run_meta(threads=torch.get_num_threads(), ray_workers=args.workers),
         "search": {"load_seconds": search["load_seconds"],
                    "peak_rss_mb": search["search_peak_rss_mb_before_recall"],
                    "r_max_rel_error_vs_scorer": search["r_max_rel_error_vs_scorer"]},
