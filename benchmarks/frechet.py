@@ -3,7 +3,8 @@
 Side by side in one run, single thread, float64 unless stated:
 
 - ours: ``structmat.gaussian.frechet_distance`` (Cholesky factors, nuclear norm of
-  L2ᵀL1 via eigvalsh, SVD fallback), and ``frechet_distance_from_features`` (exact
+  L2ᵀL1 by the first route whose proved error bound is <= 1e-11: eigvalsh of the Gram,
+  an eigenvector certificate, or an SVD), and ``frechet_distance_from_features`` (exact
   n×n cross-Gram route) when there are fewer samples than dimensions;
 - sqrtm route: pytorch-fid's ``calculate_frechet_distance`` (``scipy.linalg.sqrtm(S1 @ S2)``;
   the same code clean-fid uses). pytorch-fid's module imports torchvision, which does not
@@ -35,6 +36,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse
 import ast
+import importlib.metadata
 import importlib.util
 import json
 import platform
@@ -53,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.reference
 
 from _memory import peak_rise_kb
+from _meta import run_meta
 
 from structmat._io import write_json
 from structmat.gaussian import frechet_distance, frechet_distance_from_features
@@ -126,6 +129,13 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]
         value = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times, value
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _as_float(v: Any) -> float:
@@ -390,6 +400,15 @@ def main() -> None:
         "sqrtm_peer": sqrtm_name,
         "scenarios": scenarios,
     }
+    results["meta"] = run_meta(
+        threads=1,
+        numpy=np.__version__,
+        scipy=scipy.__version__,
+        sqrtm_peer=sqrtm_name,
+        torchmetrics=_version("torchmetrics"),
+        pot=_version("pot"),
+        pytorch_fid=_version("pytorch-fid"),
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)
