@@ -203,7 +203,9 @@ def squared_route_bound(lam: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     # r - lo and hi - r without cancellation: (a - b) / (sqrt a + sqrt b)
     tiny = torch.finfo(lam.dtype).tiny
     down = torch.minimum(pos, delta.expand_as(pos)) / (r + lo).clamp(min=tiny)
-    up = ((lam + delta).clamp(min=0) - pos) / (hi + r).clamp(min=tiny)
+    # the numerator is δ where λ̃ >= 0 (λ̃ + δ - λ̃ would round δ away next to a large λ̃)
+    grow = torch.where(lam >= 0, delta.expand_as(lam), (lam + delta).clamp(min=0))
+    up = grow / (hi + r).clamp(min=tiny)
     return torch.maximum(down.sum(dim=-1), up.sum(dim=-1))
 
 
