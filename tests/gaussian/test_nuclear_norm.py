@@ -83,7 +83,8 @@ def test_bounds_hold_on_random_adversarial_spectra(
     seed: int, n: int, log_cond: float, n_tiny: int, tiny_exp: float, extra_rows: int
 ) -> None:
     """Theorems 1 and 3 on random spectra: the reference lies within each bound
-    (plus the SVD reference's own rounding), and every accepted value within 1e-12."""
+    (plus the SVD reference's own rounding), and every accepted value within what its
+    route promises (Route 1: 1e-11, Route 2: 1e-12; measured errors are far smaller)."""
     rng = np.random.default_rng(seed)
     sigma = np.logspace(0, -log_cond, n) * rng.uniform(0.5, 2.0, n)
     k = min(n_tiny, n - 1)
@@ -100,13 +101,14 @@ def test_bounds_hold_on_random_adversarial_spectra(
     bound = float(la.squared_route_bound(lam, delta.reshape(1)))
     got_sq = float(torch.sqrt(lam.clamp(min=0)).sum())
     assert abs(got_sq - want) <= bound + floor  # Theorem 1
-    if bool(ok):
-        assert float(total) == pytest.approx(want, rel=1e-12, abs=floor)
+    if bool(ok):  # accepted: the proved bound is <= _RTOL of the value
+        assert float(total) == pytest.approx(want, rel=la._RTOL, abs=floor)
 
     mid, ok2 = la._certified(g)
-    if bool(ok2):
-        assert float(mid) == pytest.approx(want, rel=1e-12, abs=floor)
-    assert float(la.nuclear_norm(g, squared_ok=True)) == pytest.approx(want, rel=1e-12, abs=floor)
+    if bool(ok2):  # accepted: half-width <= _RTOL_CERTIFIED
+        assert float(mid) == pytest.approx(want, rel=la._RTOL_CERTIFIED, abs=floor)
+    got = float(la.nuclear_norm(g, squared_ok=True))
+    assert got == pytest.approx(want, rel=la._RTOL, abs=floor)
 
 
 @settings(max_examples=30, deadline=None)
