@@ -43,8 +43,9 @@ def render(data: dict[str, Any]) -> str:
                 f"{_cell(m['structmat (features, Gram route)'], True)}, Gram route; "
                 f"{_cell(m['structmat (covariances)'])} from covariances"
             )
-            peers = [m.get(f"{p.split(' (')[0]} (covariances)") for p in PEERS]
-            peers[0] = m.get("pytorch-fid (sqrtm) (covariances)")
+            peers = [
+                m.get(f"{p} (covariances)") for p in ("pytorch-fid (sqrtm)", "torchmetrics", "POT")
+            ]
         elif s["dtype"] == "float32":
             ours = _cell(m["structmat float32"], True)
             peers = [None, m.get("torchmetrics float32"), None]
