@@ -116,15 +116,36 @@ def test_compile_failure_warns_once_then_stays_eager(monkeypatch):
 
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_expression_matches_reference(layout, dtype):
+@pytest.mark.parametrize("R", [8, 4])
+def test_expression_matches_reference(layout, dtype, R):
     x = torch.randn(2, 3, 11, 8, dtype=torch.float64)
-    cos, sin = _tables(11, 4, torch.float64)
+    cos, sin = _tables(11, R // 2, torch.float64)
     work = torch.float64 if dtype == torch.float64 else torch.float32
     got = rotate_expression(x.to(dtype), cos.to(work), sin.to(work), layout)
-    want = ref.rotate_by_angles(x.to(dtype).double().numpy(), torch.atan2(sin, cos).numpy(), layout)
+    base = x.to(dtype).double().numpy()
+    want = ref.rotate_by_angles(base[..., :R], torch.atan2(sin, cos).numpy(), layout)
     tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
-    assert got.dtype == dtype and got.is_contiguous()
-    np.testing.assert_allclose(got.double().numpy(), want, atol=tol)
+    assert got.dtype == dtype and got.is_contiguous() and got.shape == x.shape
+    np.testing.assert_allclose(got[..., :R].double().numpy(), want, atol=tol)
+    assert torch.equal(got[..., R:], x[..., R:].to(dtype))  # partial rotary: passed through
+
+
+def test_partial_rotary_runs_the_kernel(dispatch):
+    """rotary_dim < D without autograd takes the compiled loop once it pays, like D."""
+    d, spy = dispatch
+    x = torch.randn(2, 3, 16, 12, dtype=torch.float64)
+    cos, sin = _tables(16, 4, torch.float64)
+    kind = d.kind(x, cos, "half")
+    assert kind is not None and kind != d.kind(x[..., :8].contiguous(), cos, "half")
+    want = rotation.rotate_pairs(x, cos, sin, "half", rotary_dim=8)  # eager, charged
+    assert spy.calls == 0
+    d.charge(kind, time.perf_counter() - 1e6)
+    got = rotation.rotate_pairs(x, cos, sin, "half", rotary_dim=8)
+    assert spy.calls == 1
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    base = ref.rotate_by_angles(x[..., :8].numpy(), torch.atan2(sin, cos).numpy(), "half")
+    np.testing.assert_allclose(got[..., :8].numpy(), base, atol=1e-12)
+    assert torch.equal(got[..., 8:], x[..., 8:])
 
 
 def test_inductor_kernel_matches_reference(monkeypatch):
@@ -147,6 +168,12 @@ def test_inductor_kernel_matches_reference(monkeypatch):
     got64 = apply_rotary(x, pos)
     np.testing.assert_allclose(got64.numpy(), want, atol=1e-12)
     assert not d._failed and d._kernel is not None
+    # partial rotary (GPT-NeoX's rotary_pct): the first 8 channels turn, the rest pass
+    part = apply_rotary(x.float(), pos, rotary_dim=8)
+    base = x[..., :8].float().double().numpy()
+    head = ref.rotary(base, pos.numpy(), ref.frequencies(8, 1e4), "half")
+    np.testing.assert_allclose(part[..., :8].double().numpy(), head, atol=1e-5, rtol=1e-5)
+    assert torch.equal(part[..., 8:], x[..., 8:].float())
     # per-sequence offsets (tables (B, 1, L, D/2)) and a transposed (non-contiguous) q
     rot = RotaryEmbedding(16)
     q = torch.randn(2, 37, 4, 16, generator=g).transpose(1, 2)  # (B, H, L, D)

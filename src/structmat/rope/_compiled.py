@@ -12,8 +12,9 @@ copy speed, and in 16 bit inductor's stride-2 loads ran no faster than eager
 
 When: compiling costs seconds (1-6 s with inductor's on-disk cache warm, ~15 s
 cold), so the first calls run eagerly and the time they take is charged to their
-kind (dtype, ranks, contiguity: what makes dynamo compile again). Once a
-kind has spent ``EAGER_SECONDS`` in eager rotations the kernel is compiled. Eager
+kind (dtype, ranks, contiguity, partial rotary or not: what makes dynamo compile
+again). Once a kind has spent ``EAGER_SECONDS`` in eager rotations the kernel is
+compiled. Eager
 spends about half its time on what compiling saves, so that is when the saving
 would have repaid a ~5 s compile: the ski-rental rule, never worse than twice the
 better of "always eager" and "compile at once" in hindsight. Inputs under
@@ -55,23 +56,26 @@ def rotate_expression(
 
     Args:
         x: (..., L, D).
-        cos, sin: (..., L, D/2) in the compute dtype, broadcastable to x's pairs.
-        layout: ``"half"`` or ``"interleaved"``.
+        cos, sin: (..., L, R/2) in the compute dtype, broadcastable to x's pairs; the
+            first R channels rotate, the rest pass through (partial rotary).
+        layout: ``"half"`` or ``"interleaved"``, within the first R channels.
 
     Returns:
         (..., L, D), x's dtype, contiguous. Each half is rounded to x's dtype once.
     """
     work = cos.dtype
+    h = cos.shape[-1]  # R/2
     if layout == "half":
-        h = x.shape[-1] // 2
-        a, b = x[..., :h].to(work), x[..., h:].to(work)
+        a, b = x[..., :h].to(work), x[..., h : 2 * h].to(work)
     else:
-        a, b = x[..., 0::2].to(work), x[..., 1::2].to(work)
-    ra = (a * cos - b * sin).to(x.dtype)  # (..., L, D/2)
+        a, b = x[..., 0 : 2 * h : 2].to(work), x[..., 1 : 2 * h : 2].to(work)
+    ra = (a * cos - b * sin).to(x.dtype)  # (..., L, R/2)
     rb = (b * cos + a * sin).to(x.dtype)
     if layout == "half":
-        return torch.cat([ra, rb], dim=-1)
-    return torch.stack([ra, rb], dim=-1).flatten(-2)  # (..., L, D/2, 2) -> (..., L, D)
+        head = torch.cat([ra, rb], dim=-1)
+    else:
+        head = torch.stack([ra, rb], dim=-1).flatten(-2)  # (..., L, R/2, 2) -> (..., L, R)
+    return head if 2 * h == x.shape[-1] else torch.cat([head, x[..., 2 * h :]], dim=-1)
 
 
 def _mode() -> str:
@@ -99,7 +103,7 @@ class Dispatch:
         """The kind of a call that may be compiled, or None where eager is the answer."""
         if x.device.type != "cpu" or x.numel() < MIN_NUMEL or layout != "half":
             return None
-        return (x.dtype, layout, x.ndim, cos.ndim, x.is_contiguous())
+        return (x.dtype, x.ndim, cos.ndim, x.is_contiguous(), 2 * cos.shape[-1] == x.shape[-1])
 
     def kernel(self, kind: tuple | None) -> _Kernel | None:
         """The compiled kernel if ``kind`` should run compiled now, else None."""

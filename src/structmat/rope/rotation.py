@@ -183,7 +183,10 @@ def _rotate_into(
 def _rotate_fast(
     x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str
 ) -> torch.Tensor:
-    """rotate(x) with no autograd: compiled where that pays, else the eager path."""
+    """rotate(x) with no autograd: compiled where that pays, else the eager path.
+
+    x: (..., L, D); cos, sin: (..., L, R/2). Channels past R pass through.
+    """
     if not x.numel():
         return torch.empty_like(x)
     kind = DISPATCH.kind(x, cos, layout)
@@ -194,7 +197,12 @@ def _rotate_fast(
             return y  # contiguous, whatever x's strides
     started = time.perf_counter()
     out = torch.empty_like(x)  # keeps x's strides when x is dense (e.g. a transposed q)
-    _rotate_into(x, cos, sin, layout, out)
+    R = 2 * cos.shape[-1]
+    if R == x.shape[-1]:
+        _rotate_into(x, cos, sin, layout, out)
+    else:
+        _rotate_into(x[..., :R], cos, sin, layout, out[..., :R])
+        out[..., R:].copy_(x[..., R:])  # channels past R pass through unrotated
     DISPATCH.charge(kind, started)
     return out
 
@@ -255,17 +263,10 @@ def rotate_pairs(
     if torch.compiler.is_compiling() or (needs_grad and (cos.requires_grad or sin.requires_grad)):
         # inside the user's compiled graph inductor fuses the plain expression;
         # learnable angles need its autograd
-        head = rotate_expression(x[..., :R], cos, sin, layout)
-        return head if R == D else torch.cat([head, x[..., R:]], dim=-1)
-    if R != D:
-        if needs_grad:
-            head = rotate_pairs(x[..., :R], cos, sin, layout)
-            return torch.cat([head, x[..., R:]], dim=-1)  # (..., L, D)
-        out = torch.empty_like(x)
-        if x.numel():
-            _rotate_into(x[..., :R], cos, sin, layout, out[..., :R])
-            out[..., R:].copy_(x[..., R:])  # channels past R pass through unrotated
-        return out
+        return rotate_expression(x, cos, sin, layout)
+    if R != D and needs_grad:
+        head = rotate_pairs(x[..., :R], cos, sin, layout)
+        return torch.cat([head, x[..., R:]], dim=-1)  # (..., L, D)
     if needs_grad:
         return _Rotate.apply(x, cos, sin, layout)
     return _rotate_fast(x, cos, sin, layout)
