@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--quick", action="store_true", help="shape (2, 4, 1024, 64), 3 repeats")
     ap.add_argument("--out", type=Path, default=RESULTS / "rope.json")
     args = ap.parse_args(argv)
