@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -92,8 +93,10 @@ def copy(tmp_path: Path) -> tuple[Path, Path]:
 def test_check_names_a_stale_block_and_changes_nothing(copy, capsys) -> None:
     readme, results = copy
     text = readme.read_text()
-    assert "| p50 1.9 ms, p99 3.0 ms |" in text
-    readme.write_text(text.replace("| p50 1.9 ms, p99 3.0 ms |", "| p50 1.5 ms, p99 3.0 ms |"))
+    # one number of the generated block, changed by hand (whatever the JSON says)
+    cell = re.search(r"\| p50 [0-9.]+ ms, p99 [0-9.]+ ms \|", text)
+    assert cell is not None
+    readme.write_text(text.replace(cell.group(0), "| p50 -1 ms, p99 -1 ms |", 1))
     args = ["--readme", str(readme), "--results", str(results), "--only", "cur_million"]
     edited = readme.read_text()
     assert rt.main(["--check", *args]) == 1

@@ -84,6 +84,8 @@ def render_nanoranker(data: dict[str, Any]) -> str:
     build, lat = data["build"], data["latency"]
     pairs_per_s = build["scorer_calls"] / build["seconds"]
     serving = sorted(v["median_ms_per_query"] for v in lat["mips_serving"].values())
+    lo, hi = f"{serving[0]:.1f}", f"{serving[-1]:.1f}"
+    span = lo if lo == hi else f"{lo}–{hi}"  # one value when the settings tie
     prose = (
         "A first stage that does not share the scorer's notion of relevance finds about half "
         "of its top 10 even when "
@@ -103,8 +105,8 @@ def render_nanoranker(data: dict[str, Any]) -> str:
         f"{1e3 * lat['anncur_budget100_real_scorer_median_s']:.0f} ms per query with the real "
         "scorer (item features cached, the query's computed) against "
         f"{lat['brute_force_per_query_s']:.2f} s for brute force over the "
-        f"{data['corpus']['items']:,} items; MIPS serving alone {serving[0]:.1f}–"
-        f"{serving[-1]:.1f} ms. The whole run took {data['total_seconds'] / 60:.0f} min."
+        f"{data['corpus']['items']:,} items; MIPS serving alone {span} ms. "
+        f"The whole run took {data['total_seconds'] / 60:.0f} min."
     )
     return "\n\n".join(
         [

@@ -1,8 +1,6 @@
 """README "What makes S4 learn the adding problem": benchmarks/results/ssm_recipe.json.
 
-Rows name their runs by the tags ``benchmarks/ssm_recipe.py`` writes; the committed
-JSON came from the exploratory harness the script was made from, whose tags differ,
-so each row also lists that harness's tag (the first tag present is used).
+Rows name their runs by the tags ``benchmarks/ssm_recipe.py`` writes.
 """
 
 from __future__ import annotations
@@ -17,32 +15,23 @@ JSON = "ssm_recipe.json"
 STEPS = (100, 300, 600)
 PLATEAU = 0.15  # below this val MSE a run has left the constant predictor's 0.167
 
-# (label, [one tag list per seed: the script's tag, then the harness's])
-ROWS: list[tuple[str, list[list[str]]]] = [
-    ("pre-norm LayerNorm (the old default)", [["pre-norm LayerNorm", "pre"]]),
-    ("post-norm LayerNorm", [["post-norm LayerNorm", "post"]]),
-    (
-        "post-norm LayerNorm, pool last (causal)",
-        [["post-norm LayerNorm, pool last (causal)", "postlast"]],
-    ),
-    (
-        "post-norm LayerNorm, standardised inputs",
-        [["post-norm LayerNorm, standardised inputs", "LNpostStd"]],
-    ),
-    (
-        "pre-norm LayerNorm, standardised inputs",
-        [["pre-norm LayerNorm, standardised inputs", "LNpreStd"]],
-    ),
+# (label, the tag of each run shown: one per seed)
+ROWS: list[tuple[str, list[str]]] = [
+    ("pre-norm LayerNorm (the old default)", ["pre-norm LayerNorm"]),
+    ("post-norm LayerNorm", ["post-norm LayerNorm"]),
+    ("post-norm LayerNorm, pool last (causal)", ["post-norm LayerNorm, pool last (causal)"]),
+    ("post-norm LayerNorm, standardised inputs", ["post-norm LayerNorm, standardised inputs"]),
+    ("pre-norm LayerNorm, standardised inputs", ["pre-norm LayerNorm, standardised inputs"]),
     (
         "**post-norm BatchNorm** (new default), seeds 0 / 1 / 2",
         [
-            ["post-norm BatchNorm (default)", "BNcos1e-2"],
-            ["post-norm BatchNorm, seed 1", "BNs1"],
-            ["post-norm BatchNorm, seed 2", "BNs2"],
+            "post-norm BatchNorm (default)",
+            "post-norm BatchNorm, seed 1",
+            "post-norm BatchNorm, seed 2",
         ],
     ),
-    ("pre-norm BatchNorm", [["pre-norm BatchNorm", "preBNcos"]]),
-    ("post-norm BatchNorm, S4 (NPLR)", [["post-norm BatchNorm, S4 (NPLR)", "S4BN"]]),
+    ("pre-norm BatchNorm", ["pre-norm BatchNorm"]),
+    ("post-norm BatchNorm, S4 (NPLR)", ["post-norm BatchNorm, S4 (NPLR)"]),
 ]
 
 
@@ -71,15 +60,12 @@ def _plateau(run: dict[str, Any]) -> str:
     return " (plateau)" if left is None or left > STEPS[-1] else f" (plateau ~{left} steps)"
 
 
-def _runs_of(data: dict[str, Any], seeds: list[list[str]]) -> list[dict[str, Any]]:
+def _runs_of(data: dict[str, Any], tags: list[str]) -> list[dict[str, Any]]:
     by_tag = {r["tag"]: r for r in data["runs"]}
-    out = []
-    for tags in seeds:
-        run = next((by_tag[t] for t in tags if t in by_tag), None)
-        if run is None:
-            raise KeyError(f"no run tagged {' or '.join(map(repr, tags))}")
-        out.append(run)
-    return out
+    missing = [t for t in tags if t not in by_tag]
+    if missing:
+        raise KeyError(f"no run tagged {missing[0]!r}")
+    return [by_tag[t] for t in tags]
 
 
 def _show(value: Any) -> str:
@@ -115,8 +101,8 @@ def _settings_line(runs: list[dict[str, Any]]) -> str:
 
 def render(data: dict[str, Any]) -> str:
     rows, shown = [], []
-    for label, seeds in ROWS:
-        runs = _runs_of(data, seeds)
+    for label, tags in ROWS:
+        runs = _runs_of(data, tags)
         shown += runs
         lengths = {r["settings"]["L"] for r in runs}
         if len(lengths) != 1:
