@@ -14,12 +14,11 @@ When: compiling costs seconds (1-6 s with inductor's on-disk cache warm, ~15 s
 cold), so the first calls run eagerly and the time they take is charged to their
 kind (dtype, ranks, contiguity, partial rotary or not: what makes dynamo compile
 again). Once a kind has spent ``EAGER_SECONDS`` in eager rotations the kernel is
-compiled. Eager
-spends about half its time on what compiling saves, so that is when the saving
-would have repaid a ~5 s compile: the ski-rental rule, never worse than twice the
-better of "always eager" and "compile at once" in hindsight. Inputs under
-``MIN_NUMEL`` elements always run eagerly (launch costs dominate there, and a
-compile would take too long to pay back).
+compiled. Eager spends about half its time on what compiling saves, so that is when
+the saving would have repaid a ~5 s compile: the ski-rental rule, never worse than
+twice the better of "always eager" and "compile at once" in hindsight. Inputs under
+``MIN_NUMEL`` elements always run eagerly (launch costs dominate there, and a compile
+would take too long to pay back).
 
 ``STRUCTMAT_ROPE_COMPILE`` overrides the rule: ``0`` never compiles, ``1`` compiles
 on the first large call, ``auto`` (the default) is the rule above. If compiling
