@@ -168,6 +168,11 @@ def bullet(text: str, width: int = 88) -> str:
     )
 
 
+def span(lo: str, hi: str) -> str:
+    """Two formatted ends as "lo–hi", or one value when they read the same."""
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def pct(x: float, digits: int = 1) -> str:
     """0.8265 -> "82.7" (percent, no sign)."""
     return f"{100 * x:.{digits}f}"

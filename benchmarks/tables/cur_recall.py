@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import claim, meta_line, para, pct, table
+from ._common import claim, meta_line, para, pct, run_fields, span, table
 
 NANORANKER_JSON, MAXSIM_JSON = "cur_recall_nanoranker.json", "cur_recall.json"
 
@@ -59,8 +59,7 @@ def _corpus(data: dict[str, Any]) -> str:
 
 
 def _threads(data: dict[str, Any]) -> str:
-    meta = data.get("meta") or {}
-    threads = meta.get("threads", (data.get("machine") or {}).get("threads"))
+    threads = run_fields(data)["threads"]
     if threads is None:
         return "threads not recorded"
     return "one thread" if threads == 1 else f"{threads} threads"
@@ -84,8 +83,6 @@ def render_nanoranker(data: dict[str, Any]) -> str:
     build, lat = data["build"], data["latency"]
     pairs_per_s = build["scorer_calls"] / build["seconds"]
     serving = sorted(v["median_ms_per_query"] for v in lat["mips_serving"].values())
-    lo, hi = f"{serving[0]:.1f}", f"{serving[-1]:.1f}"
-    span = lo if lo == hi else f"{lo}–{hi}"  # one value when the settings tie
     prose = (
         "A first stage that does not share the scorer's notion of relevance finds about half "
         "of its top 10 even when "
@@ -105,7 +102,8 @@ def render_nanoranker(data: dict[str, Any]) -> str:
         f"{1e3 * lat['anncur_budget100_real_scorer_median_s']:.0f} ms per query with the real "
         "scorer (item features cached, the query's computed) against "
         f"{lat['brute_force_per_query_s']:.2f} s for brute force over the "
-        f"{data['corpus']['items']:,} items; MIPS serving alone {span} ms. "
+        f"{data['corpus']['items']:,} items; MIPS serving alone "
+        f"{span(f'{serving[0]:.1f}', f'{serving[-1]:.1f}')} ms. "
         f"The whole run took {data['total_seconds'] / 60:.0f} min."
     )
     return "\n\n".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._common import claim, meta_line, para, table
+from ._common import claim, meta_line, para, span, table
 
 JSON = "rope.json"
 
@@ -93,8 +93,7 @@ def _accuracy_table(cases: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _span(values: list[float]) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo:.1f}x" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}–{hi:.1f}x"
+    return span(f"{min(values):.1f}", f"{max(values):.1f}") + "x"
 
 
 def render(data: dict[str, Any]) -> str:
